@@ -1,0 +1,111 @@
+"""Variable-length self-attention over a packed sequence.
+
+Images of different sizes are concatenated along the sequence axis; ``seqlens`` gives the length
+of each segment and a token only attends to tokens of its own segment. One function,
+:func:`varlen_attention`, dispatches on a backend name chosen once (by
+:func:`resolve_backend`) when the encoder is built:
+
+- ``"flash_attn"``: ``flash_attn_varlen_func`` with ``cu_seqlens`` (CUDA, fp16/bf16), as the
+  released encoder was trained with.
+- ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per segment. Default on
+  CPU; on 2 CPU cores it is several times faster than one call with a block-diagonal mask.
+- ``"sdpa_masked"``: one SDPA call over the whole pack with a block-diagonal boolean mask
+  (kept for comparison and benchmarks; quadratic in the total length).
+- ``"math"``: explicit softmax(q k^T / sqrt(d)) v per segment, in fp32. The reference the
+  others are tested against.
+
+All take ``q, k, v`` of shape ``[T, heads, head_dim]`` and return ``[T, heads, head_dim]``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from oryx_mllm.errors import ConfigError
+
+BACKENDS = ("auto", "flash_attn", "sdpa", "sdpa_masked", "math")
+
+
+def flash_attn_available() -> bool:
+    return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
+
+
+def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
+    """Turn ``"auto"`` into a concrete backend for ``device``; validate explicit names."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown attention backend {name!r}; choose one of {BACKENDS}")
+    if name == "auto":
+        is_cuda = device is not None and torch.device(device).type == "cuda"
+        return "flash_attn" if is_cuda and flash_attn_available() else "sdpa"
+    if name == "flash_attn" and not flash_attn_available():
+        raise ConfigError(
+            "attention backend 'flash_attn' needs CUDA and the flash-attn package "
+            "(pip install 'oryx-mllm[flash]'); use 'sdpa' on CPU"
+        )
+    return name
+
+
+def cu_seqlens_from(seqlens: Sequence[int], device: torch.device) -> torch.Tensor:
+    """Cumulative segment boundaries ``[0, n0, n0+n1, ...]`` as int32 (flash-attn's format)."""
+    lengths = torch.tensor(list(seqlens), dtype=torch.int32, device=device)
+    return F.pad(lengths.cumsum(0, dtype=torch.int32), (1, 0))
+
+
+def _per_segment(q, k, v, seqlens, fn):
+    outs = [fn(qs, ks, vs) for qs, ks, vs in zip(*(t.split(seqlens) for t in (q, k, v)))]
+    return torch.cat(outs, dim=0)
+
+
+def _sdpa_segment(q, k, v):  # [n, H, D] -> [n, H, D]
+    out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1))
+    return out.transpose(0, 1)
+
+
+def _math_segment(q, k, v):
+    dtype = q.dtype
+    q, k, v = (t.float().transpose(0, 1) for t in (q, k, v))  # [H, n, D]
+    attn = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    return (attn.softmax(dim=-1) @ v).transpose(0, 1).to(dtype)
+
+
+def _sdpa_masked(q, k, v, seqlens):
+    ids = torch.repeat_interleave(
+        torch.arange(len(seqlens), device=q.device),
+        torch.tensor(list(seqlens), device=q.device),
+    )
+    mask = ids[:, None] == ids[None, :]  # [T, T] block diagonal
+    out = F.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=mask
+    )
+    return out.transpose(0, 1)
+
+
+def _flash(q, k, v, seqlens):
+    from flash_attn import flash_attn_varlen_func
+
+    cu = cu_seqlens_from(seqlens, q.device)
+    max_len = max(seqlens)
+    return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len)
+
+
+def varlen_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seqlens: Sequence[int], backend: str
+) -> torch.Tensor:
+    """Block-diagonal self-attention over a packed ``[T, heads, head_dim]`` sequence."""
+    seqlens = [int(n) for n in seqlens]
+    if backend == "sdpa":
+        if len(seqlens) == 1:
+            return _sdpa_segment(q, k, v)
+        return _per_segment(q, k, v, seqlens, _sdpa_segment)
+    if backend == "flash_attn":
+        return _flash(q, k, v, seqlens)
+    if backend == "math":
+        return _per_segment(q, k, v, seqlens, _math_segment)
+    if backend == "sdpa_masked":
+        return _sdpa_masked(q, k, v, seqlens)
+    raise ConfigError(f"attention backend {backend!r} is not resolved; call resolve_backend first")

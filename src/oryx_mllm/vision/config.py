@@ -1,0 +1,86 @@
+"""Typed configuration of OryxViT, saved next to the weights as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from oryx_mllm.errors import ConfigError
+
+ACTIVATIONS = ("gelu", "gelu_pytorch_tanh")
+
+
+@dataclass
+class OryxViTConfig:
+    """Shape and runtime options of the native-resolution encoder.
+
+    The defaults are the released Oryx-ViT (SigLIP-so400m shape, patch 16, a 128x128 position
+    table, i.e. a 2048 px square). ``max_patches_per_image`` guards against requests that would
+    exhaust memory; it is a limit of this implementation, not of the weights.
+    """
+
+    hidden_size: int = 1152
+    depth: int = 27
+    num_heads: int = 16
+    mlp_hidden_size: int = 4304
+    patch_size: int = 16
+    num_channels: int = 3
+    position_grid: int = 128
+    layer_norm_eps: float = 1e-6
+    hidden_act: str = "gelu"  # exact (erf) GELU as released; SigLIP sources use the tanh form
+    attention_backend: str = "auto"  # see oryx_mllm.vision.attention.BACKENDS
+    gradient_checkpointing: bool = False
+    max_patches_per_image: int = 128 * 128
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if self.hidden_act not in ACTIVATIONS:
+            raise ConfigError(f"hidden_act {self.hidden_act!r} not in {ACTIVATIONS}")
+        for name in ("depth", "patch_size", "position_grid", "max_patches_per_image"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    # Presets -----------------------------------------------------------------------------------
+    @classmethod
+    def released(cls, **overrides) -> OryxViTConfig:
+        """The released Oryx-ViT encoder (``oryx_vit.pth``)."""
+        return cls(**overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> OryxViTConfig:
+        """A small encoder for tests, demos and the embedded default model."""
+        base = dict(
+            hidden_size=64, depth=2, num_heads=4, mlp_hidden_size=int(64 * 3.7362), position_grid=16
+        )
+        return cls(**{**base, **overrides})
+
+    # Serialisation -----------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> OryxViTConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown OryxViTConfig keys: {unknown}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> OryxViTConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read OryxViT config {path}: {exc}") from exc

@@ -1,0 +1,302 @@
+"""OryxViT: a SigLIP-shaped ViT that encodes images at their native resolution (paper 3.1.1).
+
+Differences from a fixed-resolution ViT, and nothing else:
+
+1. one large learned position table (``position_grid`` x ``position_grid``) that is resampled
+   bilinearly to each image's own patch grid ``(h, w)``;
+2. images of different sizes are packed into one sequence and attend only within themselves
+   (variable-length attention, see ``attention.py``).
+
+No class token, no final LayerNorm, no pooling head: features are the last block's output.
+Parameter names equal the released ``oryx_vit.pth``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from oryx_mllm.errors import CheckpointError, InvalidInputError
+from oryx_mllm.vision.attention import resolve_backend, varlen_attention
+from oryx_mllm.vision.config import OryxViTConfig
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping p x p patches -> C. Stored as a Conv2d so the checkpoint names match."""
+
+    def __init__(self, cfg: OryxViTConfig):
+        super().__init__()
+        p = cfg.patch_size
+        self.proj = nn.Conv2d(cfg.num_channels, cfg.hidden_size, kernel_size=p, stride=p)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        # patches: [T, 3*p*p] flattened in (channel, row, col) order == the conv's weight layout
+        weight = self.proj.weight.flatten(1)
+        return F.linear(patches.to(weight.dtype), weight, self.proj.bias)  # [T, C]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: OryxViTConfig):
+        super().__init__()
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.qkv = nn.Linear(cfg.hidden_size, 3 * cfg.hidden_size)
+        self.proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor, seqlens: Sequence[int], backend: str) -> torch.Tensor:
+        T = x.shape[0]
+        q, k, v = self.qkv(x).view(T, 3, self.num_heads, self.head_dim).unbind(1)  # [T, H, D]
+        out = varlen_attention(q, k, v, seqlens, backend)
+        return self.proj(out.reshape(T, -1))
+
+
+class Mlp(nn.Module):
+    def __init__(self, cfg: OryxViTConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.hidden_size, cfg.mlp_hidden_size)
+        self.act = nn.GELU(approximate="tanh" if cfg.hidden_act == "gelu_pytorch_tanh" else "none")
+        self.fc2 = nn.Linear(cfg.mlp_hidden_size, cfg.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: OryxViTConfig):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.attn = Attention(cfg)
+        self.norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        self.mlp = Mlp(cfg)
+
+    def forward(self, x: torch.Tensor, seqlens: Sequence[int], backend: str) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), seqlens, backend)
+        return x + self.mlp(self.norm2(x))
+
+
+class OryxViT(nn.Module):
+    def __init__(self, config: OryxViTConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or OryxViTConfig()
+        self.patch_embed = PatchEmbed(cfg)
+        self.pos_embed = nn.Parameter(torch.zeros(1, cfg.position_grid**2, cfg.hidden_size))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
+        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.pos_embed.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.pos_embed.device
+
+    # Position table ---------------------------------------------------------------------------
+    def position_embedding(self, h: int, w: int) -> torch.Tensor:
+        """The position table resampled to an ``h x w`` patch grid: ``[h*w, C]``.
+
+        Cached by grid while the table is frozen (inference); recomputed when it trains so the
+        gradient flows to ``pos_embed``.
+        """
+        if self.pos_embed.requires_grad and torch.is_grad_enabled():
+            return self._resample_pos(h, w)
+        key = (h, w, self.pos_embed.device, self.pos_embed.dtype, self.pos_embed._version)
+        table = self._pos_cache.get(key)
+        if table is None:
+            if len(self._pos_cache) > 256:
+                self._pos_cache.clear()
+            table = self._pos_cache[key] = self._resample_pos(h, w).detach()
+        return table
+
+    def _resample_pos(self, h: int, w: int) -> torch.Tensor:
+        G, C = self.config.position_grid, self.config.hidden_size
+        grid = self.pos_embed.reshape(1, G, G, C).permute(0, 3, 1, 2)  # [1, C, G, G]
+        if (h, w) != (G, G):
+            grid = F.interpolate(grid.float(), size=(h, w), mode="bilinear", align_corners=False)
+        return grid.to(self.pos_embed.dtype).flatten(2).transpose(1, 2)[0]  # [h*w, C]
+
+    # Input checking and patchify --------------------------------------------------------------
+    def _check(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if isinstance(images, torch.Tensor):
+            images = list(images) if images.dim() == 4 else [images]
+        if len(images) == 0:
+            raise InvalidInputError("OryxViT.encode got an empty list of images")
+        out = []
+        for i, img in enumerate(images):
+            if not isinstance(img, torch.Tensor):
+                raise InvalidInputError(f"image {i} is a {type(img).__name__}, not a tensor")
+            if img.dim() == 4 and img.shape[0] == 1:
+                img = img[0]
+            if img.dim() != 3 or img.shape[0] != self.config.num_channels:
+                raise InvalidInputError(
+                    f"image {i} has shape {tuple(img.shape)}; expected "
+                    f"[{self.config.num_channels}, H, W] (channels first, normalised pixels)"
+                )
+            if not img.is_floating_point():
+                raise InvalidInputError(
+                    f"image {i} has dtype {img.dtype}; expected normalised float pixels "
+                    "(use oryx_mllm.processing to convert uint8 images)"
+                )
+            H, W = img.shape[1:]
+            if H == 0 or W == 0:
+                raise InvalidInputError(f"image {i} is empty ({H}x{W} pixels)")
+            p = self.config.patch_size
+            n = -(-H // p) * -(-W // p)
+            if n > self.config.max_patches_per_image:
+                raise InvalidInputError(
+                    f"image {i} ({W}x{H} pixels) would give {n} patches, more than "
+                    f"max_patches_per_image={self.config.max_patches_per_image}; resize it "
+                    "(the processor does) or raise the limit in OryxViTConfig"
+                )
+            out.append(img)
+        return out
+
+    def _patchify(self, img: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Zero-pad right/bottom to a multiple of p, cut into patches: ``[h*w, 3*p*p]``."""
+        p = self.config.patch_size
+        c, H, W = img.shape
+        h, w = -(-H // p), -(-W // p)
+        img = F.pad(img, (0, w * p - W, 0, h * p - H))
+        patches = img.reshape(c, h, p, w, p).permute(1, 3, 0, 2, 4).reshape(h * w, c * p * p)
+        return patches, (h, w)
+
+    # Forward ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, seqlens: Sequence[int]) -> torch.Tensor:
+        """Run the blocks over a packed sequence ``[T, C]`` made of segments ``seqlens``."""
+        backend = resolve_backend(self.config.attention_backend, x.device)
+        for blk in self.blocks:
+            if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(blk, x, seqlens, backend, use_reentrant=False)
+            else:
+                x = blk(x, seqlens, backend)
+        return x
+
+    def encode(
+        self, images: Sequence[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[tuple[int, int]]]:
+        """Encode images of any sizes in one packed pass.
+
+        images: list of normalised pixels ``[3, H_i, W_i]`` (``[1, 3, H, W]`` is accepted too).
+        Returns a list of features ``[h_i * w_i, C]`` and the patch grids ``(h_i, w_i)``.
+        """
+        images = self._check(images)
+        patches, grids = zip(*(self._patchify(img.to(self.device)) for img in images))
+        seqlens = [h * w for h, w in grids]
+        x = self.patch_embed(torch.cat(patches))  # [T, C]
+        x = x + torch.cat([self.position_embedding(h, w) for h, w in grids])
+        x = self.forward(x, seqlens)
+        return list(x.split(seqlens)), list(grids)
+
+    # Loading ----------------------------------------------------------------------------------
+    def load_weights(self, state_dict: dict[str, torch.Tensor], strict_extra: bool = False):
+        """Load a state dict with the released names.
+
+        Missing keys are fatal (:class:`CheckpointError`); unexpected extra keys are returned
+        (and only fatal with ``strict_extra=True``). A position table of a different grid size
+        is resampled to this model's grid.
+        """
+        state_dict = dict(state_dict)
+        pe = state_dict.get("pos_embed")
+        if pe is not None and pe.shape != self.pos_embed.shape:
+            state_dict["pos_embed"] = resample_position_table(pe, self.config.position_grid)
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing:
+            raise CheckpointError(f"OryxViT checkpoint is missing {len(missing)} keys: {missing}")
+        if unexpected and strict_extra:
+            raise CheckpointError(f"OryxViT checkpoint has unexpected keys: {unexpected}")
+        for name, tensor in own.items():
+            if state_dict[name].shape != tensor.shape:
+                raise CheckpointError(
+                    f"OryxViT weight {name!r} has shape {tuple(state_dict[name].shape)}, "
+                    f"the config expects {tuple(tensor.shape)}"
+                )
+        self.load_state_dict({k: state_dict[k] for k in own}, strict=True)
+        self._pos_cache.clear()
+        return unexpected
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        config: OryxViTConfig | None = None,
+        torch_dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> OryxViT:
+        """Load the released ``oryx_vit.pth``, a ``.safetensors`` file, or a saved folder.
+
+        A folder holds ``config.json`` + ``model.safetensors`` (see :meth:`save_pretrained`).
+        For a bare weights file the config defaults to the released encoder; pass ``config``
+        for other shapes.
+        """
+        path = Path(path)
+        if path.is_dir():
+            if config is None and (path / "config.json").exists():
+                config = OryxViTConfig.load(path / "config.json")
+            path = path / "model.safetensors"
+        state_dict = load_state_dict_file(path)
+        state_dict = {k.removeprefix("vision_tower."): v for k, v in state_dict.items()}
+        config = config or OryxViTConfig.released()
+        model = cls(config)
+        unexpected = model.load_weights(state_dict)
+        if unexpected:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "ignored %d unexpected keys in %s: %s", len(unexpected), path, unexpected[:8]
+            )
+        return model.to(device=device, dtype=torch_dtype)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        from oryx_mllm.checkpoint import atomic_save_safetensors
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / "config.json")
+        atomic_save_safetensors(self.state_dict(), directory / "model.safetensors")
+
+
+def resample_position_table(table: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
+    """Resample a square ``[1, G*G, C]`` (or ``[G*G, C]``) table to ``grid`` (bilinear)."""
+    h, w = (grid, grid) if isinstance(grid, int) else grid
+    table = table.reshape(-1, table.shape[-1])
+    G = int(round(table.shape[0] ** 0.5))
+    if G * G != table.shape[0]:
+        raise CheckpointError(f"position table with {table.shape[0]} entries is not square")
+    x = table.reshape(1, G, G, -1).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
+    return x.flatten(2).transpose(1, 2).to(table.dtype)  # [1, h*w, C]
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors``, ``.pth`` / ``.bin`` state dict from disk (tensors only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt/truncated files raise many different types
+        raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
