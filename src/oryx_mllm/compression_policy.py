@@ -1,0 +1,83 @@
+"""How many tokens each visual input keeps: the one place the compression policy lives.
+
+Defaults follow the paper: images 1x (no pooling), videos of up to 64 frames 2x2, longer videos
+4x4; multi-view scenes are treated as short videos (2x2). Callers may instead give a visual token
+budget and get the smallest compression (most tokens) that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from oryx_mllm.errors import ContextLengthError, InvalidInputError
+from oryx_mllm.processing.types import VisualInput
+
+IMAGE_RATIO = 1
+SHORT_VIDEO_RATIO = 2
+LONG_VIDEO_RATIO = 4
+LONG_VIDEO_FRAMES = 64  # more frames than this -> long-video compression
+CANDIDATE_RATIOS: tuple[int, ...] = (1, 2, 4, 8, 16)
+
+
+def default_compression(modality: str, num_frames: int = 1) -> int:
+    """The paper's default pooling ratio for a modality (and frame count for videos)."""
+    if modality == "image":
+        return IMAGE_RATIO
+    if modality == "video":
+        return SHORT_VIDEO_RATIO if num_frames <= LONG_VIDEO_FRAMES else LONG_VIDEO_RATIO
+    if modality == "multiview":
+        return SHORT_VIDEO_RATIO
+    raise InvalidInputError(f"unknown modality {modality!r}")
+
+
+def valid_ratios(item: VisualInput, patch_size: int = 16) -> list[int]:
+    """Candidate ratios that divide every frame's patch grid."""
+    grids = [(-(-f.shape[-2] // patch_size), -(-f.shape[-1] // patch_size)) for f in item.frames]
+    return [r for r in CANDIDATE_RATIOS if all(h % r == 0 and w % r == 0 for h, w in grids)]
+
+
+def tokens_at(item: VisualInput, ratio: int, patch_size: int = 16) -> int:
+    """Token count of ``item`` if it were compressed by ``ratio``."""
+    saved = item.compression
+    try:
+        item.compression = ratio
+        return item.num_tokens(patch_size)
+    finally:
+        item.compression = saved
+
+
+def choose_compression(item: VisualInput, budget: int, patch_size: int = 16) -> int:
+    """Smallest ratio whose token count fits ``budget`` (raises ContextLengthError if none)."""
+    for r in valid_ratios(item, patch_size):
+        if tokens_at(item, r, patch_size) <= budget:
+            return r
+    raise ContextLengthError(
+        f"{item.modality} input {item.source or ''} cannot fit {budget} visual tokens at any "
+        f"compression in {valid_ratios(item, patch_size)}; use fewer frames or a smaller size"
+    )
+
+
+def fit_to_budget(items: Sequence[VisualInput], budget: int, patch_size: int = 16) -> list[int]:
+    """Set every item's compression so that together they fit ``budget`` visual tokens.
+
+    Starts from no compression and repeatedly raises the ratio of the input with the most tokens
+    (ties: the first) until the total fits. Returns the chosen ratios (also written to the items).
+    """
+    options = [valid_ratios(it, patch_size) for it in items]
+    pick = [0] * len(items)
+    counts = [tokens_at(it, opts[0], patch_size) for it, opts in zip(items, options)]
+    while sum(counts) > budget:
+        order = sorted(range(len(items)), key=lambda i: -counts[i])
+        for i in order:
+            if pick[i] + 1 < len(options[i]):
+                pick[i] += 1
+                counts[i] = tokens_at(items[i], options[i][pick[i]], patch_size)
+                break
+        else:
+            raise ContextLengthError(
+                f"{len(items)} visual inputs need at least {sum(counts)} tokens, more than the "
+                f"budget of {budget}"
+            )
+    for it, opts, p in zip(items, options, pick):
+        it.compression = opts[p]
+    return [opts[p] for opts, p in zip(options, pick)]
