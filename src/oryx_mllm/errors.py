@@ -39,3 +39,23 @@ class CheckpointError(OryxError, RuntimeError):
 
 class ConfigError(OryxError, ValueError):
     """A configuration value is invalid."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image (or video frame) has more pixels than the configured decompression-bomb limit."""
+
+
+class MediaNotFoundError(InvalidInputError, FileNotFoundError):
+    """An image or video path (or directory of frames) does not exist."""
+
+
+class DataError(InvalidInputError):
+    """A training record, data file or stored media item is malformed (names the sample / file)."""
+
+
+class MediaNotFoundError(DataError, FileNotFoundError):
+    """A media file (image, video, patch file) referenced by a training record does not exist."""
+
+
+class PatchFileError(DataError):
+    """A patch-file reference points outside the file, or the file is truncated."""
