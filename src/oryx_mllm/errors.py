@@ -45,8 +45,12 @@ class ImageTooLargeError(ImageDecodeError):
     """An image (or video frame) has more pixels than the configured decompression-bomb limit."""
 
 
-class MediaNotFoundError(InvalidInputError, FileNotFoundError):
-    """An image or video path (or directory of frames) does not exist."""
+class ImageNotFoundError(ImageDecodeError, FileNotFoundError):
+    """An image path does not exist."""
+
+
+class VideoNotFoundError(VideoDecodeError, FileNotFoundError):
+    """A video path (file or directory of frames) does not exist."""
 
 
 class DataError(InvalidInputError):

@@ -1,0 +1,171 @@
+"""Typed knobs for media preprocessing. Every limit lives here, never in environment variables.
+
+The defaults reproduce what the released Oryx checkpoints were trained with (see
+``../shared/reference/README.md``): images at native resolution capped at 1536² pixels with sides
+floored to a multiple of 32 plus a ~384² low-res view; video frames scaled into [288², 480²]
+pixels with sides floored to 64 (128 in long-video mode), 1 frame per second, at most 64 frames
+(256 in long-video mode).
+
+The patch size of the encoder is 16 and the dynamic compressor pools ``r x r`` patches, so a
+view fed to a compressor with ratio ``r`` must have sides divisible by ``16 * r``. The sizing
+functions enforce this by using ``lcm(multiple, 16 * r)`` as the effective multiple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from PIL import Image
+
+from oryx_mllm.errors import ConfigError
+
+PATCH_SIZE = 16
+
+RESAMPLING: dict[str, Image.Resampling] = {
+    "nearest": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ImageOptions:
+    """How a still image becomes the two views (low-res + native high-res) of the model.
+
+    High-res view: native size; if ``w * h > max_pixels`` scaled down (aspect kept) to
+    ``max_pixels``; images with a side under ``min_side`` are first upscaled so that side becomes
+    ``upscale_to``; every side is then floored to ``multiple`` (never below one ``multiple``).
+    Low-res view: the high-res size scaled to ``lowres_pixels`` and floored to
+    ``lowres_multiple``. ``max_input_pixels`` is the decompression-bomb limit checked on the
+    *decoded* size before any pixel data is read (``None`` = no limit of ours; Pillow's own hard
+    limit ``2 * PIL.Image.MAX_IMAGE_PIXELS`` still applies and maps to the same error).
+    """
+
+    max_pixels: int = 1536 * 1536
+    multiple: int = 32
+    min_side: int = 32  # sides below this are upscaled ...
+    upscale_to: int = 64  # ... so that the short side becomes this
+    lowres_pixels: int = 384 * 384
+    lowres_multiple: int = 32
+    max_input_pixels: int | None = 178_956_970  # = Pillow's own hard limit
+    resample: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bicubic"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    # Transparent pixels are composited onto this colour; None drops alpha like ``convert("RGB")``.
+    alpha_background: tuple[int, int, int] | None = (255, 255, 255)
+    apply_exif_orientation: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "multiple", "min_side", "upscale_to", "lowres_pixels"):
+            _check_positive(name, getattr(self, name))
+        _check_positive("lowres_multiple", self.lowres_multiple)
+        if self.max_pixels < self.multiple**2 or self.lowres_pixels < self.lowres_multiple**2:
+            raise ConfigError("max_pixels / lowres_pixels must hold at least one multiple²")
+        if self.max_input_pixels is not None:
+            _check_positive("max_input_pixels", self.max_input_pixels)
+        if self.resample not in RESAMPLING:
+            raise ConfigError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std must be > 0, got {self.std}")
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How a video (file, list of frames or directory of images) becomes frames.
+
+    Sampling: frames are taken at ``fps`` frames per second of video time; when that gives more
+    than ``max_frames`` (``long_max_frames`` in long-video mode), ``max_frames`` timestamps are
+    spread uniformly from the first to the last frame instead.
+
+    Long-video mode (``long_video``): ``True``/``False`` force it; ``"auto"`` turns it on when the
+    video is longer than ``long_threshold_s`` seconds (``None`` = ``max_frames / fps``, i.e. as
+    soon as the short mode would have to drop frames). Long mode pools 4x4 instead of 2x2, keeps up
+    to ``long_max_frames`` frames and floors sides to ``long_multiple``.
+
+    Frame size: scaled (aspect kept) into ``[min_pixels, max_pixels]`` pixels, sides floored to
+    the mode's multiple (never below one multiple; if that raise pushes a frame over
+    ``max_pixels``, its long side is shortened).
+
+    Lists of frames and image directories carry no time: frame ``i`` is put at ``i / list_fps``
+    seconds and then sampled like a file.
+    """
+
+    fps: float = 1.0
+    max_frames: int = 64
+    long_max_frames: int = 256
+    long_video: bool | Literal["auto"] = "auto"
+    long_threshold_s: float | None = None
+    compression: int = 2  # pooling ratio of the short mode when preprocess_video(compression=None)
+    long_compression: int = 4
+    min_pixels: int = 288 * 288
+    max_pixels: int = 480 * 480
+    multiple: int = 64
+    long_multiple: int = 128
+    list_fps: float = 1.0
+    max_input_pixels: int | None = 178_956_970  # per decoded frame
+    resample: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bicubic"
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_extensions: tuple[str, ...] = (
+        ".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for name in ("fps", "max_frames", "long_max_frames", "compression", "long_compression"):
+            _check_positive(name, getattr(self, name))
+        for name in ("min_pixels", "max_pixels", "multiple", "long_multiple", "list_fps"):
+            _check_positive(name, getattr(self, name))
+        if self.min_pixels > self.max_pixels:
+            raise ConfigError("min_pixels must be <= max_pixels")
+        if self.max_pixels < max(self.multiple, self.long_multiple) ** 2:
+            raise ConfigError("max_pixels must hold at least one multiple²")
+        if self.long_video not in (True, False, "auto"):
+            raise ConfigError(f"long_video must be True, False or 'auto', got {self.long_video!r}")
+        if self.long_threshold_s is not None:
+            _check_positive("long_threshold_s", self.long_threshold_s)
+        if self.resample not in RESAMPLING:
+            raise ConfigError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"std must be > 0, got {self.std}")
+
+    @property
+    def threshold_s(self) -> float:
+        """Length in seconds above which ``long_video="auto"`` switches to long mode."""
+        if self.long_threshold_s is not None:
+            return self.long_threshold_s
+        return self.max_frames / self.fps
+
+
+@dataclass(frozen=True)
+class MarkStyle:
+    """Look of a coarse-correspondence mark: a filled disc with the object id written on it.
+
+    The radius scales with the view (``radius_frac`` of its short side, at least ``min_radius``
+    pixels) so the mark survives the resize to ~480² pixels.
+    """
+
+    radius_frac: float = 0.04
+    min_radius: int = 8
+    outline: tuple[int, int, int] | None = (0, 0, 0)
+    outline_width: int = 1
+    draw_text: bool = True
+
+
+@dataclass(frozen=True)
+class MultiViewOptions:
+    """Multi-view 3D scenes: views are sized like video frames (one common size for all views)."""
+
+    frame: VideoOptions = field(default_factory=VideoOptions)
+    max_views: int = 64  # uniformly subsampled beyond
+    marks: MarkStyle = field(default_factory=MarkStyle)
+    min_mask_area: int = 1  # objects covering fewer pixels in a view get no mark there
+
+    def __post_init__(self) -> None:
+        _check_positive("max_views", self.max_views)
