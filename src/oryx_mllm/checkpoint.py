@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from oryx_mllm.errors import CheckpointError
+
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
@@ -63,3 +65,275 @@ def atomic_save_json(obj, path: str | Path) -> None:
             fh.write("\n")
 
     atomic_write(path, write)
+
+
+# Whole-model checkpoints ------------------------------------------------------------------------
+# Released names -> our module names. Anything else belongs to the language model.
+RELEASED_PREFIXES = {
+    "model.vision_tower.vision_tower.": "vision_tower.",
+    "model.vision_resampler.": "vision_resampler.",
+    "model.mm_projector.": "mm_projector.",
+}
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+DEFAULT_SHARD_BYTES = 4 * 1024**3
+
+
+def to_released_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our module names (``vision_tower.*``, ``language_model.*``...) -> released names."""
+    out = {}
+    for key, value in state_dict.items():
+        for released, ours in RELEASED_PREFIXES.items():
+            if key.startswith(ours):
+                out[released + key[len(ours) :]] = value
+                break
+        else:
+            out[key.removeprefix("language_model.")] = value
+    return out
+
+
+def connector_key(released_key: str) -> str | None:
+    """Our name for a released vision/connector key, or None for a language-model key."""
+    for released, ours in RELEASED_PREFIXES.items():
+        if released_key.startswith(released):
+            return ours + released_key[len(released) :]
+    return None
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    for name in WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            if name.endswith(".index.json"):
+                try:
+                    index = json.loads(path.read_text())["weight_map"]
+                except (OSError, KeyError, json.JSONDecodeError) as exc:
+                    raise CheckpointError(f"cannot read shard index {path}: {exc}") from exc
+                files = [folder / f for f in sorted(set(index.values()))]
+                missing = [str(f) for f in files if not f.is_file()]
+                if missing:
+                    raise CheckpointError(f"{path} names shards that are missing: {missing}")
+                return files
+            return [path]
+    raise CheckpointError(f"no weights in {folder} (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The vision tower / compressor / projector tensors of a checkpoint, under our names."""
+    from oryx_mllm.vision.encoder import load_state_dict_file
+
+    out: dict[str, torch.Tensor] = {}
+    for path in _weight_files(Path(folder)):
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(path), framework="pt") as fh:
+                    for key in fh.keys():
+                        ours = connector_key(key)
+                        if ours is not None:
+                            out[ours] = fh.get_tensor(key)
+            except Exception as exc:
+                raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
+        else:
+            for key, value in load_state_dict_file(path).items():
+                ours = connector_key(key)
+                if ours is not None:
+                    out[ours] = value
+    return out
+
+
+def _load_module(module: torch.nn.Module, name: str, weights: dict[str, torch.Tensor]) -> None:
+    prefix = name + "."
+    sub = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    own = module.state_dict()
+    missing = sorted(set(own) - set(sub))
+    unexpected = sorted(set(sub) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{name} weights do not fit: missing {[prefix + k for k in missing]}, "
+            f"unexpected {[prefix + k for k in unexpected]}"
+        )
+    for k, v in sub.items():
+        if v.shape != own[k].shape:
+            raise CheckpointError(
+                f"{prefix}{k} has shape {tuple(v.shape)}, the config expects {tuple(own[k].shape)}"
+            )
+    module.load_state_dict(sub)
+
+
+def load_oryx(
+    path: str | Path,
+    vision_tower=None,
+    torch_dtype: torch.dtype | str | None = None,
+    dtype: torch.dtype | str | None = None,
+    device_map=None,
+    strict: bool = True,
+    tokenizer=None,
+):
+    """Load a released Oryx folder (or our own) into ``OryxForConditionalGeneration``.
+
+    - language model: ``transformers`` ``from_pretrained`` on the same folder (sharded or not,
+      safetensors or ``.bin``; ``dtype``/``torch_dtype`` and ``device_map`` as usual);
+    - compressor + projector: ``model.vision_resampler.*`` / ``model.mm_projector.*``;
+    - encoder: ``vision_tower=`` (an :class:`OryxViT` or a path), else the checkpoint's
+      ``model.vision_tower.vision_tower.*``, else the file named by ``mm_vision_tower``
+      ("oryx_vit:<path>", relative paths are tried next to the checkpoint too).
+
+    Missing weights raise :class:`CheckpointError`; unexpected language-model weights too when
+    ``strict`` (else they are logged). The placeholder token id is taken from the folder's
+    tokenizer (added as a new token if absent - its id may exceed the embedding table; it is
+    never looked up).
+    """
+    import logging
+
+    from transformers import AutoModelForCausalLM
+
+    from oryx_mllm.config import OryxConfig
+    from oryx_mllm.model import OryxForConditionalGeneration
+    from oryx_mllm.vision import OryxViT
+
+    log = logging.getLogger(__name__)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"checkpoint folder not found: {folder}")
+    config = OryxConfig.load(folder)
+    dtype = dtype if dtype is not None else torch_dtype
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+
+    # 1. language model ---------------------------------------------------------------------
+    _weight_files(folder)  # clear error before transformers' own
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        llm, info = AutoModelForCausalLM.from_pretrained(
+            str(folder), config=config.llm_config(), output_loading_info=True, **kwargs
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot load the language model from {folder}: {exc}") from exc
+    missing = sorted(info.get("missing_keys", []))
+    unexpected = sorted(k for k in info.get("unexpected_keys", []) if connector_key(k) is None)
+    mismatched = info.get("mismatched_keys", [])
+    if missing or mismatched:
+        raise CheckpointError(
+            f"language model weights in {folder} do not fit the config: missing {missing[:16]}"
+            f"{' ...' if len(missing) > 16 else ''}, mismatched {mismatched[:8]}"
+        )
+    if unexpected:
+        msg = f"unexpected weights in {folder}: {unexpected[:16]}"
+        if strict:
+            raise CheckpointError(msg + " (pass strict=False to ignore them)")
+        log.warning(msg)
+
+    # 2. vision tower -------------------------------------------------------------------------
+    weights = read_connector_weights(folder)
+    has_tower = any(k.startswith("vision_tower.") for k in weights)
+    if isinstance(vision_tower, (str, Path)):
+        vision_tower = OryxViT.from_pretrained(vision_tower, config=config.vision_config)
+    if vision_tower is not None:
+        config.vision_config = vision_tower.config
+    elif has_tower:
+        vision_tower = OryxViT(config.vision_config)
+        vision_tower.load_weights(
+            {
+                k[len("vision_tower.") :]: v
+                for k, v in weights.items()
+                if k.startswith("vision_tower.")
+            }
+        )
+    elif config.vision_tower_path:
+        candidates = [Path(config.vision_tower_path), folder / config.vision_tower_path]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise CheckpointError(
+                f"the encoder named by mm_vision_tower ({config.mm_vision_tower}) was not found; "
+                "pass vision_tower=<path to oryx_vit.pth> or an OryxViT"
+            )
+        vision_tower = OryxViT.from_pretrained(found, config=config.vision_config)
+    else:
+        raise CheckpointError(
+            f"{folder} has no encoder weights and no mm_vision_tower; pass vision_tower="
+        )
+
+    # 3. assemble -----------------------------------------------------------------------------
+    if tokenizer is None and (folder / "tokenizer_config.json").exists():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    if tokenizer is not None:
+        from oryx_mllm.processing.chat import ensure_visual_token
+
+        config.visual_token_id = ensure_visual_token(tokenizer, config.visual_token)
+    model = OryxForConditionalGeneration(config, language_model=llm, vision_tower=vision_tower)
+    _load_module(model.vision_resampler, "vision_resampler", weights)
+    _load_module(model.mm_projector, "mm_projector", weights)
+    device = model.device
+    target = model.dtype if dtype not in (None, "auto") else None
+    for part in (model.vision_tower, model.vision_resampler, model.mm_projector):
+        part.to(device=device, dtype=target)
+    model.eval()
+    return model
+
+
+def _shards(state_dict: dict[str, torch.Tensor], max_bytes: int) -> list[dict[str, torch.Tensor]]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key, value in state_dict.items():
+        n = value.numel() * value.element_size()
+        if shards[-1] and size + n > max_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = value
+        size += n
+    return shards
+
+
+def save_oryx(
+    model, directory: str | Path, tokenizer=None, max_shard_bytes: int = DEFAULT_SHARD_BYTES
+):
+    """Write ``model`` to ``directory``: safetensors shards under the released names (encoder
+    included), ``config.json`` (released layout + our typed extras), the tokenizer if given.
+
+    Every file is written atomically; the shard index and config come last.
+    """
+    import copy
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = to_released_names(model.state_dict())
+    llm = model.language_model
+    # tied weights share storage; keep one copy (transformers re-ties on load)
+    out_emb = llm.get_output_embeddings()
+    if out_emb is not None and out_emb.weight is llm.get_input_embeddings().weight:
+        state = {k: v for k, v in state.items() if k != "lm_head.weight"}
+    shards = _shards(state, max_shard_bytes)
+    for name in WEIGHT_FILES:  # stale files from an earlier save would shadow the new ones
+        if (directory / name).exists():
+            (directory / name).unlink()
+    meta = {"format": "pt"}
+    if len(shards) == 1:
+        atomic_save_safetensors(shards[0], directory / "model.safetensors", metadata=meta)
+    else:
+        weight_map, total = {}, 0
+        for i, shard in enumerate(shards):
+            name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            atomic_save_safetensors(shard, directory / name, metadata=meta)
+            weight_map.update(dict.fromkeys(shard, name))
+            total += sum(v.numel() * v.element_size() for v in shard.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        atomic_save_json(index, directory / "model.safetensors.index.json")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    if getattr(llm, "generation_config", None) is not None:
+        llm.generation_config.save_pretrained(str(directory))
+    config = copy.deepcopy(model.config)
+    config.text_config = {**llm.config.to_dict(), "model_type": config.llm_type}
+    config.mm_vision_tower = None  # the encoder is in the weights
+    config.vision_config = model.vision_tower.config
+    config.save(directory / "config.json")

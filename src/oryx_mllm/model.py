@@ -1,0 +1,212 @@
+"""The Oryx model: OryxViT -> Dynamic Compressor -> shared projector -> any causal LLM.
+
+Visual inputs become a sequence of LLM embeddings that replace the placeholder tokens
+(``config.visual_token``, expanded by the processor to exactly the right count) in the prompt.
+All frames of all visual inputs of a batch go through the encoder in ONE packed call; each input
+is then compressed (vectorised over its frames) and projected, and the results are scattered in
+order into the placeholder positions (row-major over the batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from oryx_mllm.compressor import DynamicCompressor
+from oryx_mllm.config import OryxConfig
+from oryx_mllm.errors import ContextLengthError, InvalidInputError
+from oryx_mllm.processing.types import MODALITIES, VisualInput
+from oryx_mllm.projector import OryxProjector
+from oryx_mllm.vision import OryxViT
+
+
+class OryxForConditionalGeneration(nn.Module):
+    def __init__(
+        self,
+        config: OryxConfig,
+        language_model: nn.Module | None = None,
+        vision_tower: OryxViT | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        if language_model is None:
+            from transformers import AutoModelForCausalLM
+
+            language_model = AutoModelForCausalLM.from_config(config.llm_config())
+        self.vision_tower = (
+            vision_tower if vision_tower is not None else OryxViT(config.vision_config)
+        )
+        self.vision_resampler = DynamicCompressor(config.mm_hidden_size, config.compressor_mid_size)
+        self.mm_projector = OryxProjector(
+            config.mm_hidden_size, config.hidden_size, act=config.projector_act
+        )
+        self.language_model = language_model
+
+    # Convenience ----------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.language_model.get_input_embeddings().weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.language_model.get_input_embeddings().weight.dtype
+
+    @property
+    def generation_config(self):
+        return self.language_model.generation_config
+
+    # Visual path ----------------------------------------------------------------------------------
+    def _check_item(self, i: int, item: VisualInput) -> None:
+        if not isinstance(item, VisualInput):
+            raise InvalidInputError(
+                f"visual input {i} is a {type(item).__name__}, not a VisualInput"
+            )
+        if item.modality not in MODALITIES:
+            raise InvalidInputError(f"visual input {i} has unknown modality {item.modality!r}")
+        if item.modality == "image" and len(item.frames) != 2:
+            raise InvalidInputError(
+                f"image input {i} has {len(item.frames)} views; expected 2 (low-res, high-res)"
+            )
+        if len(item.frames) == 0:
+            raise InvalidInputError(f"{item.modality} input {i} has no frames")
+        if item.modality != "image" and len({tuple(f.shape) for f in item.frames}) != 1:
+            raise InvalidInputError(
+                f"{item.modality} input {i}: all frames must have the same size"
+            )
+        if not isinstance(item.compression, int) or item.compression < 1:
+            raise InvalidInputError(
+                f"visual input {i} has compression {item.compression!r}; expected an integer >= 1"
+            )
+
+    def encode_visual(self, items: Sequence[VisualInput]) -> list[torch.Tensor]:
+        """Visual inputs -> one ``[N_i, D]`` embedding sequence each (``N_i = item.num_tokens()``)."""
+        for i, item in enumerate(items):
+            self._check_item(i, item)
+        if not items:
+            return []
+        vt = self.vision_tower
+        pixels = [f.to(device=vt.device, dtype=vt.dtype) for item in items for f in item.frames]
+        feats, grids = vt.encode(pixels)  # one packed pass: [h*w, C] per frame/view
+        dev, dt = (
+            self.vision_resampler.vlm_query_projector.weight.device,
+            self.mm_projector.proj[0].weight.dtype,
+        )
+        out, start = [], 0
+        for item in items:
+            n, r = len(item.frames), item.compression
+            f, g = [x.to(dev, dt) for x in feats[start : start + n]], grids[start : start + n]
+            start += n
+            if item.modality == "image":
+                lo, glo = self.vision_resampler(f[0][None], g[0], r)
+                hi, ghi = self.vision_resampler(f[1][None], g[1], r)
+                out.append(self.mm_projector.image(lo, glo, hi, ghi))
+            else:
+                x, gc = self.vision_resampler(torch.stack(f), g[0], r)  # [T, h'*w', C]
+                out.append(self.mm_projector.video(x, gc))
+        return out
+
+    def embed(
+        self, input_ids: torch.Tensor, visual_inputs: Sequence[VisualInput] | None = None
+    ) -> torch.Tensor:
+        """Token ids ``[B, L]`` (+ visual inputs in placeholder order) -> ``inputs_embeds [B, L, D]``."""
+        if input_ids.dim() == 1:
+            input_ids = input_ids[None]
+        max_len = self.config.text_config.get("max_position_embeddings")
+        if max_len and input_ids.shape[1] > max_len:
+            raise ContextLengthError(
+                f"prompt of {input_ids.shape[1]} tokens (visual tokens included) exceeds the "
+                f"model's context of {max_len}; use fewer frames or more compression"
+            )
+        table = self.language_model.get_input_embeddings()
+        vocab = table.weight.shape[0]
+        vid = self.config.visual_token_id
+        is_visual = (
+            input_ids == vid if vid is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+        )
+        text_ids = input_ids.masked_fill(is_visual, 0)  # placeholder ids may lie beyond the table
+        if (text_ids < 0).any() or (text_ids >= vocab).any():
+            bad = text_ids[(text_ids < 0) | (text_ids >= vocab)].unique().tolist()
+            raise InvalidInputError(f"token ids {bad[:8]} are outside the vocabulary of {vocab}")
+        embeds = table(text_ids.to(table.weight.device))  # [B, L, D]
+        visual = self.encode_visual(list(visual_inputs or []))
+        n_visual = sum(v.shape[0] for v in visual)
+        n_slots = int(is_visual.sum())
+        if n_slots != n_visual:
+            raise InvalidInputError(
+                f"the prompt has {n_slots} visual placeholder tokens but the {len(visual)} visual "
+                f"inputs give {n_visual} visual tokens; build prompts with OryxProcessor (it "
+                "expands each <image>/<video> to the right count) and pass the same inputs"
+            )
+        if n_visual:
+            mask = is_visual.to(embeds.device)[..., None]
+            embeds = embeds.masked_scatter(mask, torch.cat(visual).to(embeds.device, embeds.dtype))
+        return embeds
+
+    # Forward / generate ---------------------------------------------------------------------------
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        visual_inputs: Sequence[VisualInput] | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ):
+        """Returns the language model's output (``.logits``, ``.loss`` when ``labels`` given).
+
+        Labels at visual placeholder positions are ignored (set to -100) whatever the caller
+        passed.
+        """
+        embeds = self.embed(input_ids, visual_inputs)
+        if labels is not None and self.config.visual_token_id is not None:
+            labels = labels.masked_fill(input_ids == self.config.visual_token_id, -100)
+        return self.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
+        )
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        visual_inputs: Sequence[VisualInput] | None = None,
+        **generate_kwargs,
+    ) -> torch.Tensor:
+        """transformers generation over the multimodal prompt; returns only the NEW token ids.
+
+        ``generate_kwargs`` go to ``language_model.generate`` unchanged (``max_new_tokens``,
+        ``do_sample``, ``temperature``, ``stop_strings`` + ``tokenizer``, ``streamer`` ...).
+        Batches must be left-padded (the processor does it).
+        """
+        embeds = self.embed(input_ids, visual_inputs)
+        if attention_mask is None:
+            attention_mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        return self.language_model.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask.to(embeds.device), **generate_kwargs
+        )
+
+    # Checkpoints ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> OryxForConditionalGeneration:
+        """Load a released Oryx folder or one written by :meth:`save_pretrained`.
+
+        See :func:`oryx_mllm.checkpoint.load_oryx` for the arguments (``vision_tower``,
+        ``torch_dtype``/``dtype``, ``device_map``, ``strict``).
+        """
+        from oryx_mllm.checkpoint import load_oryx
+
+        return load_oryx(path, **kwargs)
+
+    def save_pretrained(self, directory: str | Path, tokenizer=None, **kwargs) -> None:
+        """Write safetensors (released key names) + config.json (+ the tokenizer) atomically."""
+        from oryx_mllm.checkpoint import save_oryx
+
+        save_oryx(self, directory, tokenizer=tokenizer, **kwargs)
+
+    def released_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict under the released checkpoint names."""
+        from oryx_mllm.checkpoint import to_released_names
+
+        return to_released_names(self.state_dict())
