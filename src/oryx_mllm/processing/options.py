@@ -71,7 +71,9 @@ class ImageOptions:
         if self.max_input_pixels is not None:
             _check_positive("max_input_pixels", self.max_input_pixels)
         if self.resample not in RESAMPLING:
-            raise ConfigError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
+            raise ConfigError(
+                f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
+            )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std must be > 0, got {self.std}")
 
@@ -131,7 +133,9 @@ class VideoOptions:
         if self.long_threshold_s is not None:
             _check_positive("long_threshold_s", self.long_threshold_s)
         if self.resample not in RESAMPLING:
-            raise ConfigError(f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}")
+            raise ConfigError(
+                f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
+            )
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"std must be > 0, got {self.std}")
 
