@@ -169,6 +169,7 @@ def _load_module(module: torch.nn.Module, name: str, weights: dict[str, torch.Te
 def load_oryx(
     path: str | Path,
     vision_tower=None,
+    vision_config=None,
     torch_dtype: torch.dtype | str | None = None,
     dtype: torch.dtype | str | None = None,
     device_map=None,
@@ -182,7 +183,9 @@ def load_oryx(
     - compressor + projector: ``model.vision_resampler.*`` / ``model.mm_projector.*``;
     - encoder: ``vision_tower=`` (an :class:`OryxViT` or a path), else the checkpoint's
       ``model.vision_tower.vision_tower.*``, else the file named by ``mm_vision_tower``
-      ("oryx_vit:<path>", relative paths are tried next to the checkpoint too).
+      ("oryx_vit:<path>", relative paths are tried next to the checkpoint too). Released
+      configs do not record the encoder shape: it defaults to the released Oryx-ViT, or pass
+      ``vision_config=`` (taken from ``vision_tower`` when that is an OryxViT).
 
     Missing weights raise :class:`CheckpointError`; unexpected language-model weights too when
     ``strict`` (else they are logged). The placeholder token id is taken from the folder's
@@ -191,6 +194,7 @@ def load_oryx(
     """
     import logging
 
+    import transformers
     from transformers import AutoModelForCausalLM
 
     from oryx_mllm.config import OryxConfig
@@ -201,7 +205,9 @@ def load_oryx(
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder not found: {folder}")
-    config = OryxConfig.load(folder)
+    if isinstance(vision_tower, OryxViT) and vision_config is None:
+        vision_config = vision_tower.config
+    config = OryxConfig.load(folder, vision_config=vision_config)
     dtype = dtype if dtype is not None else torch_dtype
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
@@ -211,15 +217,20 @@ def load_oryx(
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if device_map is not None:
         kwargs["device_map"] = device_map
+    hf_logging = transformers.utils.logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists our connector keys; we report below
     try:
         llm, info = AutoModelForCausalLM.from_pretrained(
             str(folder), config=config.llm_config(), output_loading_info=True, **kwargs
         )
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
         raise CheckpointError(f"cannot load the language model from {folder}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
     missing = sorted(info.get("missing_keys", []))
     unexpected = sorted(k for k in info.get("unexpected_keys", []) if connector_key(k) is None)
-    mismatched = info.get("mismatched_keys", [])
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", []))
     if missing or mismatched:
         raise CheckpointError(
             f"language model weights in {folder} do not fit the config: missing {missing[:16]}"

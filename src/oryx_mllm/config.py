@@ -132,7 +132,9 @@ class OryxConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> OryxConfig:
+    def from_dict(cls, data: dict, vision_config: OryxViTConfig | None = None) -> OryxConfig:
+        """Parse a config.json dict; ``vision_config`` overrides the encoder shape (released
+        configs do not store it and default to the released Oryx-ViT)."""
         data = dict(data)
         if "model_type" not in data:
             raise ConfigError("config has no 'model_type' (expected oryx_qwen / oryx_llama)")
@@ -146,7 +148,10 @@ class OryxConfig:
         kwargs = {k: mm[k] for k in known & set(mm)}
         kwargs.update({k: v for k, v in extras.items() if k != "vision_config"})
         vision = extras.get("vision_config")
-        vision = OryxViTConfig.from_dict(vision) if vision else OryxViTConfig.released()
+        if vision_config is not None:
+            vision = vision_config
+        else:
+            vision = OryxViTConfig.from_dict(vision) if vision else OryxViTConfig.released()
         return cls(text_config={**data, "model_type": llm_type}, vision_config=vision, **kwargs)
 
     def save(self, path: str | Path) -> None:
@@ -155,7 +160,7 @@ class OryxConfig:
         atomic_save_json(self.to_dict(), path)
 
     @classmethod
-    def load(cls, path: str | Path) -> OryxConfig:
+    def load(cls, path: str | Path, vision_config: OryxViTConfig | None = None) -> OryxConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
@@ -163,4 +168,4 @@ class OryxConfig:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read Oryx config {path}: {exc}") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(data, vision_config=vision_config)
