@@ -1,0 +1,249 @@
+"""Synthetic curriculum for training and testing a tiny Oryx model from scratch on CPU.
+
+Five task families, each probing one capability of the paper (see the module docstrings):
+
+=================  ==========================  ===============================================
+family             modality                    tests
+=================  ==========================  ===============================================
+documents          image (448-768 px)          native-resolution reading of small text
+objects            image (128-256 px)          colour / shape / count / position at low res
+short_videos       video (4-16 frames)         motion, order, repetition, temporal alignment
+long_videos        video_long (100-1600 fr.)   needle-in-a-haystack retrieval (App. C.1)
+multiview_scenes   multiview (2-6 views)       cross-view counting and spatial relations
+=================  ==========================  ===============================================
+
+Seeds and splits. Sample ``index`` of task ``task`` in the stream with base seed ``seed`` is drawn
+from ``SeedSequence([seed, crc32(task), index])``: it depends on nothing else, so streams are
+reproducible and can be extended. Convention: **training data uses base seeds in
+[0, 1_000_000), held-out test data base seeds >= 1_000_000** (``TRAIN_SEEDS``, ``TEST_SEEDS``,
+:func:`split_seed`); pass ``split="train"``/``"test"`` to :func:`make_split` to have the seed
+checked. Different base seeds give independent streams, so train and test never share a sample
+stream (pixel-level duplicates are practically impossible: positions, sizes and noise are
+continuous/high-entropy).
+
+Usage::
+
+    from oryx_mllm.data.synthetic import make_split, documents
+    train = make_split({"documents": 1000, "objects": 1000, "long_videos/digit": 50}, seed=0)
+    test = make_split({"documents": 100}, seed=split_seed("test"), split="test")
+    for s in documents(seed=0, n=4): print(s.question, "->", s.answer)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+
+from oryx_mllm.data.synthetic import task_documents as _documents
+from oryx_mllm.data.synthetic import task_long_videos as _long_videos
+from oryx_mllm.data.synthetic import task_multiview as _multiview
+from oryx_mllm.data.synthetic import task_objects as _objects
+from oryx_mllm.data.synthetic import task_short_videos as _videos
+from oryx_mllm.data.synthetic.common import (
+    COLOR_NAMES,
+    COLORS,
+    DIRECTIONS,
+    LABELS,
+    SHAPES,
+    FrameSource,
+    SyntheticSample,
+    sample_rng,
+)
+from oryx_mllm.data.synthetic.task_long_videos import NeedleVideo, make_needle_video
+
+TaskFn = Callable[..., SyntheticSample]
+
+TASKS: dict[str, TaskFn] = {
+    **_documents.TASKS,
+    **_objects.TASKS,
+    **_videos.TASKS,
+    **_long_videos.TASKS,
+    **_multiview.TASKS,
+}
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "documents": tuple(_documents.TASKS),
+    "objects": tuple(_objects.TASKS),
+    "short_videos": tuple(_videos.TASKS),
+    "long_videos": tuple(_long_videos.TASKS),
+    "multiview_scenes": tuple(_multiview.TASKS),
+}
+
+TRAIN_SEEDS = range(0, 1_000_000)
+TEST_SEED_MIN = 1_000_000
+TEST_SEEDS = range(TEST_SEED_MIN, 2**32)
+
+
+def split_seed(split: str, k: int = 0) -> int:
+    """The ``k``-th base seed of ``split`` ("train": ``k``, "test": ``1_000_000 + k``)."""
+    if split == "train":
+        seed = TRAIN_SEEDS.start + k
+    elif split == "test":
+        seed = TEST_SEED_MIN + k
+    else:
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    check_seed(seed, split)
+    return seed
+
+
+def check_seed(seed: int, split: str) -> None:
+    """Raise if ``seed`` does not belong to ``split`` under the convention above."""
+    ok = seed in TRAIN_SEEDS if split == "train" else seed in TEST_SEEDS
+    if not ok:
+        raise ValueError(f"seed {seed} is not a {split} seed (train < {TEST_SEED_MIN} <= test)")
+
+
+def list_tasks(name: str | None = None) -> tuple[str, ...]:
+    """All registered task names, or those of family ``name`` (a task name maps to itself)."""
+    if name is None:
+        return tuple(TASKS)
+    if name in FAMILIES:
+        return FAMILIES[name]
+    if name in TASKS:
+        return (name,)
+    raise KeyError(f"unknown task or family {name!r}; families: {sorted(FAMILIES)}")
+
+
+def generate(task: str, seed: int, index: int, **kwargs) -> SyntheticSample:
+    """Sample ``index`` of ``task`` with base ``seed`` (kwargs go to the task, e.g. ``depth``)."""
+    if task not in TASKS:
+        raise KeyError(f"unknown task {task!r}")
+    return TASKS[task](sample_rng(seed, task, index), seed, index, **kwargs)
+
+
+def iter_task(
+    name: str, seed: int = 0, n: int | None = None, start: int = 0, **kwargs
+) -> Iterator[SyntheticSample]:
+    """Samples of a task or family (round-robin over its tasks); endless if ``n`` is None.
+
+    Item ``i`` of a family stream is sample ``start + i // m`` of task ``i % m`` (``m`` tasks), so
+    a family stream and its per-task streams contain the same samples.
+    """
+    tasks = list_tasks(name)
+    i = 0
+    while n is None or i < n:
+        task = tasks[i % len(tasks)]
+        yield generate(task, seed, start + i // len(tasks), **kwargs)
+        i += 1
+
+
+def documents(seed: int = 0, n: int | None = None, **kw) -> Iterator[SyntheticSample]:
+    """Pages, forms, bar charts, tables (native-resolution reading). See ``task_documents.py``."""
+    return iter_task("documents", seed, n, **kw)
+
+
+def objects(seed: int = 0, n: int | None = None, **kw) -> Iterator[SyntheticSample]:
+    """Coloured shapes: colour, count, position, existence. See ``task_objects.py``."""
+    return iter_task("objects", seed, n, **kw)
+
+
+def short_videos(seed: int = 0, n: int | None = None, **kw) -> Iterator[SyntheticSample]:
+    """4-16 frame clips: direction, order, repetition, what-when. See ``task_short_videos.py``."""
+    return iter_task("short_videos", seed, n, **kw)
+
+
+def long_videos(seed: int = 0, n: int | None = None, **kw) -> Iterator[SyntheticSample]:
+    """Needle-in-a-haystack videos; kw: num_frames, depth, frame_size, needle_span."""
+    return iter_task("long_videos", seed, n, **kw)
+
+
+def multiview_scenes(seed: int = 0, n: int | None = None, **kw) -> Iterator[SyntheticSample]:
+    """Multi-view 3D scenes: counting and spatial relations. See ``task_multiview.py``."""
+    return iter_task("multiview_scenes", seed, n, **kw)
+
+
+def _schedule(task_counts: dict[str, int]) -> list[tuple[str, int]]:
+    """Expand ``{task or family: count}`` into ``(task, index)`` pairs; a family's count is split
+    evenly over its tasks (the first tasks get the remainder)."""
+    per_task: dict[str, int] = {}
+    for name, count in task_counts.items():
+        if count < 0:
+            raise ValueError(f"negative count for {name!r}")
+        tasks = list_tasks(name)
+        for j, task in enumerate(tasks):
+            share = count // len(tasks) + (1 if j < count % len(tasks) else 0)
+            per_task[task] = per_task.get(task, 0) + share
+    return [(task, i) for task, c in per_task.items() for i in range(c)]
+
+
+def iter_tasks(
+    task_counts: dict[str, int],
+    seed: int,
+    task_kwargs: dict[str, dict] | None = None,
+    shuffle: bool = True,
+) -> Iterator[SyntheticSample]:
+    """Lazily yield the samples of :func:`make_split` (same order), one at a time.
+
+    ``task_counts`` maps task or family names to counts; ``task_kwargs`` maps task or family
+    names to keyword arguments for those tasks (e.g. ``{"long_videos": {"num_frames": 400}}``).
+    The mixing order is a permutation drawn from ``seed`` (``shuffle=False``: task by task).
+    """
+    schedule = _schedule(task_counts)
+    if shuffle:
+        perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED])).permutation(
+            len(schedule)
+        )
+        schedule = [schedule[int(i)] for i in perm]
+    kwargs_for: dict[str, dict] = {}
+    for name, kw in (task_kwargs or {}).items():
+        for task in list_tasks(name):
+            kwargs_for.setdefault(task, {}).update(kw)
+    for task, index in schedule:
+        yield generate(task, seed, index, **kwargs_for.get(task, {}))
+
+
+def make_split(
+    task_counts: dict[str, int],
+    seed: int,
+    split: str | None = None,
+    task_kwargs: dict[str, dict] | None = None,
+    shuffle: bool = True,
+) -> list[SyntheticSample]:
+    """A shuffled list of samples, ``task_counts[name]`` per task or family, from base ``seed``.
+
+    ``split`` ("train"/"test"), if given, checks the seed convention (train seeds < 1_000_000 <=
+    test seeds). Long videos are lazy, so even large splits stay small in memory except for
+    documents and multi-view masks.
+    """
+    if split is not None:
+        check_seed(seed, split)
+    return list(iter_tasks(task_counts, seed, task_kwargs=task_kwargs, shuffle=shuffle))
+
+
+def sample_texts(samples: Iterable[SyntheticSample]) -> list[str]:
+    """Questions and answers of ``samples`` (the tokenizer's training text)."""
+    out = []
+    for s in samples:
+        out += [s.question, s.answer]
+    return out
+
+
+__all__ = [
+    "COLORS",
+    "COLOR_NAMES",
+    "DIRECTIONS",
+    "FAMILIES",
+    "LABELS",
+    "SHAPES",
+    "TASKS",
+    "TEST_SEEDS",
+    "TEST_SEED_MIN",
+    "TRAIN_SEEDS",
+    "FrameSource",
+    "NeedleVideo",
+    "SyntheticSample",
+    "check_seed",
+    "documents",
+    "generate",
+    "iter_task",
+    "iter_tasks",
+    "list_tasks",
+    "long_videos",
+    "make_needle_video",
+    "make_split",
+    "multiview_scenes",
+    "objects",
+    "sample_texts",
+    "short_videos",
+    "split_seed",
+]

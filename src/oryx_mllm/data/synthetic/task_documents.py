@@ -1,0 +1,280 @@
+"""Documents: pages, forms, bar charts and tables with small text at high resolution.
+
+What this family tests: **native-resolution reading** (paper Sec. 3.1.1). All text uses PIL's
+bitmap font (glyphs 6 x 11 px, strokes 1 px wide) on pages of 448-768 px. A model that resizes
+every image to a fixed 384 x 384 shrinks a 768 px page by 2x: each glyph becomes ~3 x 5.5 px,
+the 1 px strokes become half-intensity smudges whose look depends on the glyph's sub-pixel
+phase, and digits such as 3/8, 5/6 or 1/7 are no longer reliably distinguishable
+(``tests/data/test_documents.py`` measures this). OryxViT at native resolution sees every stroke.
+
+Tasks (all ``modality="image"``):
+
+- ``documents/line_code``: numbered lines of 4-6 digit codes; "What is the code on line 3?" -> code.
+- ``documents/key_lookup``: a form with ``KEY: 12345`` fields scattered over the page;
+  "What number follows 'ID'?" -> code.
+- ``documents/bar_chart``: labelled bars with their values printed on top; "Which bar is
+  tallest/shortest?" -> label, "What value is written above the kiwi bar?" -> value.
+- ``documents/table``: a ruled table item | qty | code; "What is the qty of grape?" -> number,
+  "Which item has code 4821?" -> label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from oryx_mllm.data.synthetic.common import (
+    COLORS,
+    GLYPH_H,
+    GLYPH_W,
+    LABELS,
+    SyntheticSample,
+    choice,
+    draw_text,
+    make_question,
+    sample_id,
+    sample_without_replacement,
+    text_size,
+)
+
+PAGE_SIDES: tuple[int, ...] = (448, 512, 576, 640, 704, 768)
+FORM_KEYS: tuple[str, ...] = ("ID", "REF", "NO", "PIN", "ZIP", "TEL", "ACC", "INV")
+FILLER_WORDS: tuple[str, ...] = (
+    "ref",
+    "qty",
+    "lot",
+    "box",
+    "bin",
+    "row",
+    "set",
+    "tag",
+    "cell",
+    "unit",
+)
+
+LINE_TEMPLATES = (
+    "What is the code on line {k}?",
+    "Read the code on line {k}.",
+    "Which code is written on line {k}?",
+)
+KEY_TEMPLATES = (
+    "What number follows '{key}'?",
+    "What is the {key} number?",
+    "Read the number after '{key}'.",
+)
+TALLEST_TEMPLATES = ("Which bar is tallest?", "Which bar has the largest value?")
+SHORTEST_TEMPLATES = ("Which bar is shortest?", "Which bar has the smallest value?")
+BAR_VALUE_TEMPLATES = (
+    "What value is written above the {label} bar?",
+    "What is the value of the {label} bar?",
+)
+TABLE_QTY_TEMPLATES = ("What is the qty of {label}?", "What quantity is listed for {label}?")
+TABLE_ITEM_TEMPLATES = ("Which item has code {code}?", "Which item is listed with code {code}?")
+
+
+def _code(rng: np.random.Generator, min_len: int = 4, max_len: int = 6) -> str:
+    n = int(rng.integers(min_len, max_len + 1))
+    first = str(int(rng.integers(1, 10)))  # no leading zero: the answer reads like a number
+    return first + "".join(str(int(d)) for d in rng.integers(0, 10, size=n - 1))
+
+
+def _distinct_codes(
+    rng: np.random.Generator, n: int, min_len: int = 4, max_len: int = 6
+) -> list[str]:
+    codes: list[str] = []
+    while len(codes) < n:
+        c = _code(rng, min_len, max_len)
+        if c not in codes:
+            codes.append(c)
+    return codes
+
+
+def _page(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """Off-white paper with a faint per-pixel grain (keeps the page from being trivially flat)."""
+    w, h = size
+    base = rng.integers(238, 256, size=3).astype(np.int16)
+    grain = rng.integers(-6, 7, size=(h, w, 1), dtype=np.int16)
+    return Image.fromarray(np.clip(base + grain, 0, 255).astype(np.uint8), "RGB")
+
+
+def _ink(rng: np.random.Generator) -> tuple[int, int, int]:
+    v = int(rng.integers(0, 60))
+    return (v, v, v + int(rng.integers(0, 40)))
+
+
+def _page_size(rng: np.random.Generator, sides: tuple[int, ...] = PAGE_SIDES) -> tuple[int, int]:
+    return choice(rng, sides), choice(rng, sides)
+
+
+def line_code(
+    rng: np.random.Generator, seed: int, index: int, page_sides=PAGE_SIDES
+) -> SyntheticSample:
+    """Numbered lines ``' 3  48213  lot 72'``; ask for the code on one line."""
+    task = "documents/line_code"
+    w, h = _page_size(rng, page_sides)
+    img = _page(rng, (w, h))
+    draw = ImageDraw.Draw(img)
+    ink = _ink(rng)
+    spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11))
+    x0, y0 = int(rng.integers(12, 60)), int(rng.integers(12, 50))
+    n_lines = int(min(30, (h - y0 - 12) // spacing, rng.integers(8, 31)))
+    codes = _distinct_codes(rng, n_lines)
+    lines = []
+    for k, code in enumerate(codes, start=1):
+        text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
+        draw_text(draw, (x0, y0 + (k - 1) * spacing), text, ink)
+        lines.append(text)
+    k = int(rng.integers(1, n_lines + 1))
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=make_question(rng, "<image>", LINE_TEMPLATES, k=k),
+        answer=codes[k - 1],
+        meta={"line": k, "codes": codes, "lines": lines, "size": (w, h), "digits": codes[k - 1]},
+    )
+
+
+def key_lookup(
+    rng: np.random.Generator, seed: int, index: int, page_sides=PAGE_SIDES
+) -> SyntheticSample:
+    """A form with ``KEY: code`` fields in a jittered grid, plus distractor words; ask for a key."""
+    task = "documents/key_lookup"
+    w, h = _page_size(rng, page_sides)
+    img = _page(rng, (w, h))
+    draw = ImageDraw.Draw(img)
+    ink = _ink(rng)
+    keys = sample_without_replacement(rng, FORM_KEYS, int(rng.integers(4, len(FORM_KEYS) + 1)))
+    codes = _distinct_codes(rng, len(keys))
+    cell_w, cell_h = 120, 28  # a field is at most "INV: 123456" = 66 px wide
+    cols, rows = max(1, (w - 24) // cell_w), max(1, (h - 24) // cell_h)
+    cells = sample_without_replacement(rng, list(range(cols * rows)), len(keys) + 6)
+    fields = {}
+    for i, cell in enumerate(cells):
+        cx = 12 + (cell % cols) * cell_w + int(rng.integers(0, 40))
+        cy = 12 + (cell // cols) * cell_h + int(rng.integers(0, cell_h - GLYPH_H))
+        if i < len(keys):
+            text = f"{keys[i]}: {codes[i]}"
+            fields[keys[i]] = {"code": codes[i], "xy": (cx, cy)}
+        else:  # distractor: a word and a number with no key
+            text = f"{choice(rng, FILLER_WORDS)} {int(rng.integers(1, 100))}"
+        draw_text(draw, (cx, cy), text, ink)
+    key = choice(rng, keys)
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=make_question(rng, "<image>", KEY_TEMPLATES, key=key),
+        answer=fields[key]["code"],
+        meta={"key": key, "fields": fields, "size": (w, h), "digits": fields[key]["code"]},
+    )
+
+
+def bar_chart(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """3-6 labelled bars with their values printed on top. The tallest and shortest bars beat
+    the runner-up by at least 5 units so the comparison is visible, not a pixel-level tie."""
+    task = "documents/bar_chart"
+    w, h = _page_size(rng, (448, 512, 576, 640))
+    img = _page(rng, (w, h))
+    draw = ImageDraw.Draw(img)
+    ink = _ink(rng)
+    n = int(rng.integers(3, 7))
+    labels = sample_without_replacement(rng, LABELS, n)
+    while True:
+        values = [int(v) for v in rng.integers(10, 100, size=n)]
+        s = sorted(values)
+        if s[-1] - s[-2] >= 5 and s[1] - s[0] >= 5:
+            break
+    left, right, top, bottom = 40, w - 20, 40, h - 40
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill=ink, width=1)
+    slot = (right - left) / n
+    bar_w = slot * float(rng.uniform(0.4, 0.7))
+    scale = (bottom - top - 2 * GLYPH_H) / 100.0
+    same_color = rng.random() < 0.5
+    color = choice(rng, list(COLORS.values()))
+    bars = {}
+    for i, (label, v) in enumerate(zip(labels, values)):
+        cx = left + slot * (i + 0.5)
+        y = bottom - v * scale
+        fill = color if same_color else choice(rng, list(COLORS.values()))
+        draw.rectangle([cx - bar_w / 2, y, cx + bar_w / 2, bottom - 1], fill=fill)
+        vw, _ = text_size(str(v))
+        draw_text(draw, (int(cx - vw / 2), int(y - GLYPH_H - 3)), str(v), ink)
+        lw, _ = text_size(label)
+        draw_text(draw, (int(cx - lw / 2), bottom + 6), label, ink)
+        bars[label] = v
+    kind = choice(rng, ("tallest", "shortest", "value"))
+    if kind == "tallest":
+        question = make_question(rng, "<image>", TALLEST_TEMPLATES)
+        answer = max(bars, key=bars.get)
+    elif kind == "shortest":
+        question = make_question(rng, "<image>", SHORTEST_TEMPLATES)
+        answer = min(bars, key=bars.get)
+    else:
+        label = choice(rng, labels)
+        question = make_question(rng, "<image>", BAR_VALUE_TEMPLATES, label=label)
+        answer = str(bars[label])
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=question,
+        answer=answer,
+        meta={"kind": kind, "bars": bars, "order": labels, "size": (w, h)},
+    )
+
+
+def table(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """A ruled three-column table (item | qty | code); look a cell up by row or by code."""
+    task = "documents/table"
+    w, h = _page_size(rng, (448, 512, 576, 640, 704, 768))
+    img = _page(rng, (w, h))
+    draw = ImageDraw.Draw(img)
+    ink = _ink(rng)
+    row_h = int(rng.integers(GLYPH_H + 6, GLYPH_H + 12))
+    n = int(min(len(LABELS), (h - 60) // row_h - 1, rng.integers(4, 11)))
+    items = sample_without_replacement(rng, LABELS, n)
+    qtys = [str(int(q)) for q in rng.integers(1, 1000, size=n)]
+    codes = _distinct_codes(rng, n, 4, 5)
+    x0, y0 = int(rng.integers(16, max(17, w - 300))), int(rng.integers(16, 40))
+    col_x = [x0, x0 + 70, x0 + 130, x0 + 200]
+    rows = [("item", "qty", "code"), *zip(items, qtys, codes)]
+    for r, row in enumerate(rows):
+        y = y0 + r * row_h
+        for c, cell in enumerate(row):
+            draw_text(draw, (col_x[c] + 4, y + (row_h - GLYPH_H) // 2), cell, ink)
+        draw.line([(col_x[0], y), (col_x[-1], y)], fill=ink)
+    y_end = y0 + len(rows) * row_h
+    draw.line([(col_x[0], y_end), (col_x[-1], y_end)], fill=ink)
+    for x in col_x:
+        draw.line([(x, y0), (x, y_end)], fill=ink)
+    i = int(rng.integers(n))
+    kind = choice(rng, ("qty", "item"))
+    if kind == "qty":
+        question = make_question(rng, "<image>", TABLE_QTY_TEMPLATES, label=items[i])
+        answer = qtys[i]
+    else:
+        question = make_question(rng, "<image>", TABLE_ITEM_TEMPLATES, code=codes[i])
+        answer = items[i]
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=question,
+        answer=answer,
+        meta={"kind": kind, "row": i, "rows": rows[1:], "size": (w, h)},
+    )
+
+
+TASKS = {
+    "documents/line_code": line_code,
+    "documents/key_lookup": key_lookup,
+    "documents/bar_chart": bar_chart,
+    "documents/table": table,
+}
+
+__all__ = ["GLYPH_W", "PAGE_SIDES", "TASKS", "bar_chart", "key_lookup", "line_code", "table"]

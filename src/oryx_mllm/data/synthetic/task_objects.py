@@ -1,0 +1,216 @@
+"""Objects: 1-6 coloured shapes on a plain or noisy background, 128-256 px.
+
+What this family tests: basic **low-resolution perception** -- colour, shape, counting and coarse
+position -- that must survive the smallest images and the strongest pooling. Shapes have a
+radius of at least ~6% of the image side, so they remain identifiable at 128 px.
+
+Tasks (all ``modality="image"``):
+
+- ``objects/color``: "What colour is the triangle?" (the asked shape occurs exactly once) -> colour.
+- ``objects/count``: "How many red objects / circles / red circles are there?" -> digit (may be 0).
+- ``objects/position``: "Is the red circle left or right of the blue square?" -> left/right;
+  "... above or below ..." -> above/below; "In which half of the image is ...?" -> left/right/
+  top/bottom. Compared objects are separated by at least one radius along the asked axis.
+- ``objects/exists``: "Is there a green square?" -> yes/no.
+
+``meta["objects"]`` lists every drawn object as ``{"shape", "color", "x", "y", "r"}`` (pixels).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import ImageDraw
+
+from oryx_mllm.data.synthetic.common import (
+    COLOR_NAMES,
+    COLORS,
+    SHAPES,
+    SyntheticSample,
+    choice,
+    draw_shape,
+    make_question,
+    place_circles,
+    plural,
+    random_background,
+    sample_id,
+)
+
+IMAGE_SIDES: tuple[int, ...] = (128, 160, 192, 224, 256)
+
+COLOR_TEMPLATES = (
+    "What colour is the {shape}?",
+    "What is the colour of the {shape}?",
+    "Which colour does the {shape} have?",
+)
+COUNT_COLOR_TEMPLATES = ("How many {color} objects are there?", "Count the {color} objects.")
+COUNT_SHAPE_TEMPLATES = ("How many {shapes} are there?", "Count the {shapes} in the image.")
+COUNT_BOTH_TEMPLATES = ("How many {color} {shapes} are there?", "Count the {color} {shapes}.")
+LR_TEMPLATES = (
+    "Is the {a} left or right of the {b}?",
+    "Is the {a} on the left or the right of the {b}?",
+)
+UD_TEMPLATES = (
+    "Is the {a} above or below the {b}?",
+    "Is the {a} higher or lower than the {b}? Answer above or below.",
+)
+HALF_TEMPLATES = (
+    "In which half of the image is the {a}, {h1} or {h2}?",
+    "Is the {a} in the {h1} or the {h2} half?",
+)
+EXISTS_TEMPLATES = ("Is there a {color} {shape}?", "Does the image contain a {color} {shape}?")
+
+
+def scene(rng: np.random.Generator, n_min: int = 1, n_max: int = 6, sides=IMAGE_SIDES):
+    """Draw a random scene; returns ``(image, objects)``."""
+    side = choice(rng, sides)
+    img = random_background(rng, (side, side))
+    draw = ImageDraw.Draw(img)
+    n = int(rng.integers(n_min, n_max + 1))
+    discs = place_circles(rng, n, (side, side), (side * 0.065, side * 0.12))
+    objects = []
+    for cx, cy, r in discs:
+        obj = {
+            "shape": choice(rng, SHAPES),
+            "color": choice(rng, COLOR_NAMES),
+            "x": cx,
+            "y": cy,
+            "r": r,
+        }
+        draw_shape(draw, obj["shape"], cx, cy, r, COLORS[obj["color"]])
+        objects.append(obj)
+    return img, objects
+
+
+def _sample(task, seed, index, img, question, answer, objects, **meta) -> SyntheticSample:
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=question,
+        answer=answer,
+        meta={"objects": objects, "size": img.size, **meta},
+    )
+
+
+def color(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Colour of the shape that occurs exactly once in the scene."""
+    task = "objects/color"
+    while True:
+        img, objects = scene(rng)
+        unique = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
+        if unique:
+            break
+    shape = choice(rng, unique)
+    target = next(o for o in objects if o["shape"] == shape)
+    q = make_question(rng, "<image>", COLOR_TEMPLATES, shape=shape)
+    return _sample(task, seed, index, img, q, target["color"], objects, shape=shape)
+
+
+def count(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Count objects of a colour, of a shape, or of both (the answer may be 0)."""
+    task = "objects/count"
+    img, objects = scene(rng)
+    kind = choice(rng, ("color", "shape", "both"))
+    # Ask about an attribute present in the scene 80% of the time, a random one otherwise.
+    ref = choice(rng, objects)
+    c = ref["color"] if rng.random() < 0.8 else choice(rng, COLOR_NAMES)
+    s = ref["shape"] if rng.random() < 0.8 else choice(rng, SHAPES)
+    if kind == "color":
+        q = make_question(rng, "<image>", COUNT_COLOR_TEMPLATES, color=c)
+        n = sum(o["color"] == c for o in objects)
+    elif kind == "shape":
+        q = make_question(rng, "<image>", COUNT_SHAPE_TEMPLATES, shapes=plural(s))
+        n = sum(o["shape"] == s for o in objects)
+    else:
+        q = make_question(rng, "<image>", COUNT_BOTH_TEMPLATES, color=c, shapes=plural(s))
+        n = sum(o["color"] == c and o["shape"] == s for o in objects)
+    query = {"color": c if kind != "shape" else None, "shape": s if kind != "color" else None}
+    return _sample(task, seed, index, img, q, str(n), objects, kind=kind, query=query, count=n)
+
+
+def _name(o: dict) -> str:
+    return f"{o['color']} {o['shape']}"
+
+
+def position(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Relative (left/right, above/below) or absolute (which half) position of named objects."""
+    task = "objects/position"
+    kind = choice(rng, ("lr", "ud", "half"))
+    while True:
+        img, objects = scene(rng, n_min=1 if kind == "half" else 2)
+        names = [_name(o) for o in objects]
+        nameable = [o for o in objects if names.count(_name(o)) == 1]
+        side = img.size[0]
+        if kind == "half":
+            axis = choice(rng, ("x", "y"))
+            ok = [o for o in nameable if abs(o[axis] - side / 2) >= o["r"]]
+            if ok:
+                a = choice(rng, ok)
+                h1, h2 = ("left", "right") if axis == "x" else ("top", "bottom")
+                if rng.random() < 0.5:
+                    h1, h2 = h2, h1
+                q = make_question(rng, "<image>", HALF_TEMPLATES, a=_name(a), h1=h1, h2=h2)
+                first = a[axis] < side / 2
+                answer = (
+                    ("left" if first else "right")
+                    if axis == "x"
+                    else ("top" if first else "bottom")
+                )
+                return _sample(
+                    task, seed, index, img, q, answer, objects, kind=kind, a=_name(a), axis=axis
+                )
+            continue
+        axis = "x" if kind == "lr" else "y"
+        pairs = [
+            (a, b)
+            for a in nameable
+            for b in nameable
+            if a is not b and abs(a[axis] - b[axis]) >= max(a["r"], b["r"])
+        ]
+        if pairs:
+            a, b = choice(rng, pairs)
+            templates = LR_TEMPLATES if kind == "lr" else UD_TEMPLATES
+            q = make_question(rng, "<image>", templates, a=_name(a), b=_name(b))
+            if kind == "lr":
+                answer = "left" if a["x"] < b["x"] else "right"
+            else:
+                answer = "above" if a["y"] < b["y"] else "below"
+            return _sample(
+                task,
+                seed,
+                index,
+                img,
+                q,
+                answer,
+                objects,
+                kind=kind,
+                a=_name(a),
+                b=_name(b),
+                axis=axis,
+            )
+
+
+def exists(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Is a given colour+shape combination present? Balanced yes/no."""
+    task = "objects/exists"
+    img, objects = scene(rng)
+    present = {(o["color"], o["shape"]) for o in objects}
+    if rng.random() < 0.5:
+        c, s = sorted(present)[int(rng.integers(len(present)))]
+    else:
+        absent = [(c, s) for c in COLOR_NAMES for s in SHAPES if (c, s) not in present]
+        c, s = absent[int(rng.integers(len(absent)))]
+    q = make_question(rng, "<image>", EXISTS_TEMPLATES, color=c, shape=s)
+    answer = "yes" if (c, s) in present else "no"
+    return _sample(task, seed, index, img, q, answer, objects, query={"color": c, "shape": s})
+
+
+TASKS = {
+    "objects/color": color,
+    "objects/count": count,
+    "objects/position": position,
+    "objects/exists": exists,
+}
+
+__all__ = ["IMAGE_SIDES", "TASKS", "color", "count", "exists", "position", "scene"]
