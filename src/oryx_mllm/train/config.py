@@ -1,0 +1,195 @@
+"""Typed training recipes, read from YAML (``recipes/*.yaml``) with ``key.sub=value`` overrides.
+
+A recipe names the model to start from, the data, the stage (which modules train, LoRA or not),
+the optimiser and the run's shape. It is saved next to every checkpoint as ``recipe.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oryx_mllm.errors import ConfigError
+
+MODULE_GROUPS = ("vision_tower", "vision_resampler", "mm_projector", "language_model")
+
+
+@dataclass
+class ModelSpec:
+    """Where the model comes from: an Oryx folder (``path``), or parts.
+
+    - ``path``: a released or saved Oryx folder (config.json + weights + tokenizer).
+    - otherwise ``llm`` (a Hugging Face causal-LM folder) or ``llm_config`` (a dict, random init),
+      plus ``vision_tower`` (``oryx_vit.pth`` / folder / ``siglip:<folder>``) or ``vision_config``
+      (a dict for a random encoder), and ``tokenizer`` (a folder; defaults to ``llm``).
+    """
+
+    path: str | None = None
+    vision_tower: str | None = None
+    llm: str | None = None
+    tokenizer: str | None = None
+    vision_config: dict | None = None
+    llm_config: dict | None = None
+    compressor_mid_size: int = 256
+
+
+@dataclass
+class DataSpec:
+    train: list[str] = field(default_factory=list)  # Oryx JSON / JSONL files
+    data_root: str = "."
+    max_length: int = 8192
+    num_workers: int = 0
+    # pooling ratio per record modality (paper stage 2: images 1x, videos 2x2, long videos 4x4)
+    compression: dict[str, int] = field(
+        default_factory=lambda: {"image": 1, "video": 2, "video_long": 4, "multiview": 2}
+    )
+    image: dict[str, Any] = field(default_factory=dict)  # ImageOptions overrides
+    video: dict[str, Any] = field(default_factory=dict)  # VideoOptions overrides
+    max_skip_attempts: int = 8
+
+
+@dataclass
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+
+
+@dataclass
+class StageSpec:
+    """Which module groups train. ``lora`` adds LoRA adapters to the language model (the
+    OryxViT pre-training stage: encoder unfrozen, LLM through LoRA)."""
+
+    name: str = "custom"
+    trainable: list[str] = field(default_factory=lambda: ["vision_resampler", "mm_projector"])
+    lora: LoraSpec | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):
+            self.lora = LoraSpec(**self.lora)
+        bad = sorted(set(self.trainable) - set(MODULE_GROUPS))
+        if bad:
+            raise ConfigError(
+                f"stage.trainable has unknown groups {bad}; choose from {MODULE_GROUPS}"
+            )
+        if self.lora is not None and "language_model" in self.trainable:
+            raise ConfigError("stage: either train language_model fully or through lora, not both")
+
+
+@dataclass
+class OptimSpec:
+    lr: float = 2e-5
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_ratio: float = 0.03
+    schedule: str = "cosine"  # cosine | constant | linear
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "constant", "linear"):
+            raise ConfigError(f"optim.schedule {self.schedule!r} not in cosine/constant/linear")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class TrainConfig:
+    output_dir: str = "runs/oryx"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    stage: StageSpec = field(default_factory=StageSpec)
+    optim: OptimSpec = field(default_factory=OptimSpec)
+    per_device_batch_size: int = 1
+    gradient_accumulation_steps: int = 1
+    epochs: int = 1
+    max_steps: int | None = None  # optimiser steps; overrides epochs when set
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    gradient_checkpointing: bool = False
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    log_steps: int = 1
+    seed: int = 0
+    resume: str | None = "auto"  # auto (latest in output_dir) | a checkpoint folder | null
+    report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, cls in (
+            ("model", ModelSpec),
+            ("data", DataSpec),
+            ("stage", StageSpec),
+            ("optim", OptimSpec),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, _build(cls, value, name))
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ConfigError(f"mixed_precision {self.mixed_precision!r} not in no/bf16/fp16")
+        for name in (
+            "per_device_batch_size",
+            "gradient_accumulation_steps",
+            "epochs",
+            "save_steps",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown keys in recipe section '{where}': {unknown}")
+    return cls(**data)
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b.c=value`` overrides (values parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe. Relative data/model paths are resolved against the recipe's folder
+    only when they exist there; otherwise they are kept relative to the working directory."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"recipe {path} must be a mapping at the top level")
+    data = apply_overrides(data, overrides or [])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown top-level keys in recipe {path}: {unknown}")
+    try:
+        return TrainConfig(**data)
+    except TypeError as exc:
+        raise ConfigError(f"recipe {path}: {exc}") from exc
