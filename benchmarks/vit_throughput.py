@@ -21,7 +21,8 @@ patchify and padding for (a)/(b) happen inside the timed call.
 
 It also compares the attention backends for (a) and measures peak memory against resolution for
 square images (512^2 .. 2048^2), one fresh subprocess per resolution: torch.cuda.max_memory_allocated
-on CUDA, otherwise the peak RSS (resource.getrusage ru_maxrss). A plot like paper Fig. 11 is
+on CUDA, otherwise the peak RSS (VmHWM; resource.getrusage ru_maxrss off Linux, see
+peak_rss_bytes). A plot like paper Fig. 11 is
 written to --plot.
 
 Example (CPU): python benchmarks/vit_throughput.py --config base --iters 3
@@ -173,6 +174,22 @@ def with_rate(timing: dict, n_images: int, **extra) -> dict:
 
 
 # Memory versus resolution ----------------------------------------------------------------------
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size.
+
+    Linux: ``VmHWM`` from /proc/self/status. ``ru_maxrss`` is not used there because the kernel
+    carries the parent's high-water mark over fork+exec, so a worker started by a large parent
+    reports the parent's peak. Elsewhere: ``ru_maxrss`` (KiB on Linux/BSD, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss if sys.platform == "darwin" else rss * 1024
+
+
 def memory_point(args: argparse.Namespace, res: int) -> dict:
     """Encode one res x res image; return the peak memory. Run in a fresh process on CPU."""
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
@@ -189,12 +206,15 @@ def memory_point(args: argparse.Namespace, res: int) -> dict:
             torch.cuda.synchronize()
             peak = torch.cuda.max_memory_allocated()
         else:
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+            before = peak_rss_bytes()
             model.encode([img])
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            peak = peak_rss_bytes()
     tokens = (-(-res // cfg.patch_size)) ** 2
-    return {"resolution": res, "tokens": tokens, "peak_gib": peak / 2**30,
-            "before_forward_gib": before / 2**30, "forward_extra_gib": (peak - before) / 2**30}  # fmt: skip
+    point = {"resolution": res, "tokens": tokens, "peak_gib": peak / 2**30,
+             "before_forward_gib": before / 2**30, "forward_extra_gib": (peak - before) / 2**30}  # fmt: skip
+    if device.type != "cuda":  # for comparison; inherits the parent's peak across fork+exec
+        point["ru_maxrss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return point
 
 
 def memory_curve(args: argparse.Namespace) -> dict:
@@ -206,13 +226,14 @@ def memory_curve(args: argparse.Namespace) -> dict:
         points.append(json.loads(out.strip().splitlines()[-1]))
         print(f"  memory {res}^2: {points[-1]['peak_gib']:.2f} GiB", file=sys.stderr)
     for pt in points:
-        for key in ("peak_gib", "before_forward_gib", "forward_extra_gib"):
-            pt[key] = round(pt[key], 4)
+        for key in ("peak_gib", "before_forward_gib", "forward_extra_gib", "ru_maxrss_gib"):
+            if key in pt:
+                pt[key] = round(pt[key], 4)
     how = (
         "torch.cuda.max_memory_allocated, fresh subprocess per resolution (weights included)"
         if args.device.startswith("cuda")
-        else "peak RSS via resource.getrusage(RUSAGE_SELF).ru_maxrss, fresh subprocess per "
-        "resolution (includes the Python/torch runtime and the weights)"
+        else "peak RSS (VmHWM of /proc/self/status; ru_maxrss where /proc is missing), fresh "
+        "subprocess per resolution (includes the Python/torch runtime and the weights)"
     )
     return {"measured_with": how, "backend": args.backend, "points": points}
 
@@ -260,6 +281,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--plot", type=Path, default=Path("docs/vit_memory.png"))
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON here")
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--quick", action="store_true", help="tiny config-independent smoke run")
     ap.add_argument("--memory-worker", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -273,12 +295,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.memory_worker is not None:
-        print(json.dumps(memory_point(args, args.memory_worker)))
-        return
-
+def throughput(args: argparse.Namespace) -> dict:
+    """(a) packed vs (b) padded vs (c) partition on one mixed-size set, then the backends."""
     torch.manual_seed(args.seed)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     cfg = CONFIGS[args.config]()
@@ -288,12 +306,9 @@ def main(argv: list[str] | None = None) -> None:
 
     sizes = mixed_size_images(args.num_images, args.min_side, args.max_side, args.seed)
     images = make_pixels(sizes, device, dtype)
-    tiles = anyres_tiles(images)
+    tiles = anyres_tiles(images)  # [N_tiles, 3, 384, 384]
     n = len(images)
     Hmax, Wmax = max(h for h, _ in sizes), max(w for _, w in sizes)
-    packed_tokens = sum(-(-h // p) * -(-w // p) for h, w in sizes)
-    padded_tokens = n * -(-Hmax // p) * -(-Wmax // p)
-    tile_tokens = tiles.shape[0] * (TILE // p) ** 2
 
     # the padded path must compute the same features as the packed one
     with torch.inference_mode():
@@ -304,20 +319,21 @@ def main(argv: list[str] | None = None) -> None:
     results = {
         "packed_native": with_rate(
             time_it(partial(packed_encode, model, images), device, args.iters), n,
-            tokens=packed_tokens, pixels=sum(h * w for h, w in sizes), backend=args.backend,
+            tokens=sum(-(-h // p) * -(-w // p) for h, w in sizes),
+            pixels=sum(h * w for h, w in sizes), backend=args.backend,
         ),
         "padded_batch": with_rate(
             time_it(partial(padded_encode, model, images), device, args.iters), n,
-            tokens=padded_tokens, pixels=n * Hmax * Wmax, padded_to=[Hmax, Wmax],
-            max_abs_diff_vs_packed=padded_max_abs_diff,
+            tokens=n * -(-Hmax // p) * -(-Wmax // p), pixels=n * Hmax * Wmax,
+            padded_to_hw=[Hmax, Wmax], max_abs_diff_vs_packed=padded_max_abs_diff,
         ),
     }  # fmt: skip
     siglip = build_siglip(cfg, device, dtype)
     results["dynamic_partition"] = with_rate(
         time_it(partial(siglip, pixel_values=tiles), device, args.iters), n,
-        tokens=tile_tokens, pixels=tiles.shape[0] * TILE * TILE, tiles=tiles.shape[0],
+        tokens=tiles.shape[0] * (TILE // p) ** 2, pixels=tiles.shape[0] * TILE * TILE,
+        tiles=tiles.shape[0],
     )  # fmt: skip
-    del siglip
     packed_rate = results["packed_native"]["images_per_s"]
     ratios = {
         "packed_vs_partition": round(packed_rate / results["dynamic_partition"]["images_per_s"], 3),
@@ -334,17 +350,7 @@ def main(argv: list[str] | None = None) -> None:
         backend_results[name] = with_rate(
             time_it(partial(packed_encode, model, images), device, args.iters), n
         )
-    model.config.attention_backend = args.backend
-    del model, images, tiles
-
-    report = {
-        "machine": {
-            "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+    return {
         "config": {"name": args.config, **cfg.to_dict(), "dtype": args.dtype},
         "images": {"count": n, "sizes_hw": sizes, "seed": args.seed},
         "throughput": results,
@@ -355,15 +361,34 @@ def main(argv: list[str] | None = None) -> None:
         },
         "packed_attention_backends": backend_results,
     }
-    if not args.skip_memory:
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.memory_worker is not None:
+        print(json.dumps(memory_point(args, args.memory_worker)))
+        return
+
+    device = torch.device(args.device)
+    report: dict = {
+        "machine": {
+            "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+    }
+    if not args.skip_memory:  # first, while this (parent) process is still small
         print("memory versus resolution ...", file=sys.stderr)
         report["memory_vs_resolution"] = curve = memory_curve(args)
         where = report["machine"]["gpu"] or f"CPU, {torch.get_num_threads()} threads"
-        title = (
-            f"OryxViT ({args.config}, {args.dtype}, {args.backend}) memory vs resolution — {where}"
-        )
+        title = f"OryxViT ({args.config}, {args.dtype}, {args.backend}) — {where}"
         plot_memory(curve, args.plot, title)
-        report["memory_vs_resolution"]["plot"] = str(args.plot)
+        curve["plot"] = str(args.plot)
+    if not args.skip_throughput:
+        report.update(throughput(args))
     text = json.dumps(report, indent=2)
     print(text)
     if args.json_out:
