@@ -1,0 +1,199 @@
+"""OryxProcessor: conversations with media -> padded token batches + visual inputs for the model.
+
+A message's ``content`` is either a string with ``<image>`` / ``<video>`` markers (pair it with
+``visual_inputs=`` of ready :class:`VisualInput`) or a list of parts::
+
+    {"type": "text", "text": "..."}
+    {"type": "image", "image": path | bytes | PIL | numpy, "compression": 1}      # optional ratio
+    {"type": "video", "video": path | [frames] | directory}
+    {"type": "multiview", "views": [image, ...]}
+    {"type": "visual", "input": VisualInput}                                     # preprocessed
+
+Compression per input: the part's ``"compression"``, else the call's ``compression=``, else the
+paper default (:mod:`oryx_mllm.compression_policy`); or ``visual_token_budget=`` to pick, per
+conversation, the smallest compression that fits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from oryx_mllm.compression_policy import fit_to_budget
+from oryx_mllm.config import VISUAL_TOKEN
+from oryx_mllm.errors import InvalidInputError, UnsupportedModalityError
+from oryx_mllm.processing.chat import (
+    DEFAULT_SYSTEM,
+    IM_END,
+    collate,
+    encode_conversation,
+    ensure_visual_token,
+    marker_for,
+)
+from oryx_mllm.processing.types import VisualInput
+
+PART_TYPES = ("text", "image", "video", "multiview", "visual")
+
+
+class OryxProcessor:
+    def __init__(
+        self,
+        tokenizer,
+        visual_token: str = VISUAL_TOKEN,
+        patch_size: int = 16,
+        system: str | None = DEFAULT_SYSTEM,
+        image_options=None,
+        video_options=None,
+        multiview_options=None,
+    ):
+        self.tokenizer = tokenizer
+        self.visual_token = visual_token
+        self.visual_token_id = ensure_visual_token(tokenizer, visual_token)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token or IM_END
+        self.patch_size = patch_size
+        self.system = system
+        self.image_options = image_options
+        self.video_options = video_options
+        self.multiview_options = multiview_options
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(str(path)), **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        self.tokenizer.save_pretrained(str(directory))
+
+    @property
+    def eos_token_id(self) -> int:
+        """``<|im_end|>``: where an assistant turn stops."""
+        return self.tokenizer.convert_tokens_to_ids(IM_END)
+
+    # Media ------------------------------------------------------------------------------------
+    def preprocess(self, part: dict, compression: int | None = None) -> VisualInput:
+        """One media part (see the module docstring) -> a VisualInput."""
+        kind = part.get("type")
+        r = part.get("compression", compression)
+        if kind == "visual":
+            item = part.get("input")
+            if not isinstance(item, VisualInput):
+                raise InvalidInputError("a 'visual' part needs 'input': a VisualInput")
+            if r is not None:
+                item.compression = r
+            return item
+        if kind == "image":
+            from oryx_mllm.processing.image import preprocess_image
+
+            return preprocess_image(part.get("image"), self.image_options, compression=r or 1)
+        if kind == "video":
+            from oryx_mllm.processing.video import preprocess_video
+
+            return preprocess_video(part.get("video"), self.video_options, compression=r)
+        if kind == "multiview":
+            from oryx_mllm.processing.multiview import preprocess_views
+
+            return preprocess_views(
+                part.get("views"),
+                self.multiview_options,
+                compression=r or 2,
+                marks=part.get("marks"),
+            )
+        raise UnsupportedModalityError(f"unknown content part type {kind!r}; expected {PART_TYPES}")
+
+    def _flatten(
+        self, messages: list[dict], compression: int | None
+    ) -> tuple[list[dict], list[VisualInput]]:
+        """Parts-style messages -> string messages with markers + their visual inputs."""
+        out, items = [], []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict):
+                raise InvalidInputError(f"message {i} is a {type(m).__name__}, not a dict")
+            content = m.get("content", "")
+            if isinstance(content, str):
+                out.append(m)
+                continue
+            if not isinstance(content, Sequence):
+                raise InvalidInputError(f"message {i} content must be a string or a list of parts")
+            text = []
+            for part in content:
+                if isinstance(part, str):
+                    text.append(part)
+                elif not isinstance(part, dict):
+                    raise InvalidInputError(f"message {i} has a content part of type {type(part)}")
+                elif part.get("type") == "text":
+                    text.append(part.get("text", ""))
+                else:
+                    item = self.preprocess(part, compression)
+                    items.append(item)
+                    text.append(marker_for(item) + "\n")
+            out.append({**m, "content": "".join(text)})
+        return out, items
+
+    # Main entry -------------------------------------------------------------------------------
+    def __call__(
+        self,
+        conversations: list[dict] | list[list[dict]],
+        visual_inputs: Sequence[VisualInput] | Sequence[Sequence[VisualInput]] | None = None,
+        *,
+        add_generation_prompt: bool = True,
+        compression: int | None = None,
+        visual_token_budget: int | None = None,
+        padding_side: str = "left",
+    ) -> dict:
+        """Tokenise one conversation or a batch.
+
+        Returns ``{"input_ids", "attention_mask", "visual_inputs"}`` (+ ``"labels"`` when
+        ``add_generation_prompt=False``, i.e. training), ready for ``model(**batch)`` /
+        ``model.generate(**batch, ...)``. ``visual_inputs`` (flat, in placeholder order) pairs
+        with string contents: one list per conversation in a batch.
+        """
+        single = bool(conversations) and isinstance(conversations[0], dict)
+        convs = [conversations] if single else list(conversations)
+        if not convs:
+            raise InvalidInputError("no conversations given")
+        if visual_inputs is None:
+            given = [[] for _ in convs]
+        elif single:
+            given = [list(visual_inputs)]
+        else:
+            given = [list(v) for v in visual_inputs]
+            if len(given) != len(convs):
+                raise InvalidInputError(
+                    f"{len(convs)} conversations but visual_inputs for {len(given)}"
+                )
+        samples, flat = [], []
+        for conv, extra in zip(convs, given):
+            messages, items = self._flatten(conv, compression)
+            if items and extra:
+                raise InvalidInputError(
+                    "use either media content parts or visual_inputs=, not both"
+                )
+            items = items or extra
+            if compression is not None:
+                for it in extra:
+                    it.compression = compression
+            if visual_token_budget is not None and items:
+                fit_to_budget(items, visual_token_budget, self.patch_size)
+            samples.append(
+                encode_conversation(
+                    messages,
+                    self.tokenizer,
+                    items,
+                    self.visual_token_id,
+                    system=self.system,
+                    add_generation_prompt=add_generation_prompt,
+                    patch_size=self.patch_size,
+                )
+            )
+            flat.extend(items)
+        batch = collate(samples, self.tokenizer.pad_token_id, padding_side)
+        if add_generation_prompt:
+            batch.pop("labels")
+        batch["visual_inputs"] = flat
+        return batch
+
+    def decode(self, token_ids, skip_special_tokens: bool = True) -> list[str]:
+        """Generated ids ``[B, N]`` -> texts."""
+        return self.tokenizer.batch_decode(token_ids, skip_special_tokens=skip_special_tokens)
