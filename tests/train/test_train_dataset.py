@@ -160,3 +160,16 @@ def test_skipping_with_two_workers(data_root):
     merged.merge(stats)
     assert merged.total == 2 * stats.total
     assert SkipStats().summary() == "no samples skipped"
+
+
+def test_replacement_keeps_the_modality(data_root):
+    records = json.loads((data_root / "train.json").read_text())
+    records.append({"id": "bad_vid", "video": "img/gone.mp4", "conversations": _conv("<video>\n?")})
+    (data_root / "train.json").write_text(json.dumps(records))
+    base = OryxJsonDataset(data_root / "train.json", data_root)
+    for seed in range(5):
+        ds = SkippingDataset(base, seed=seed)
+        for bad in (3, 5, 8, 12):
+            got = ds[bad]
+            assert base.modalities[got.index] == base.modalities[bad]
+    assert base.modalities[12] == "video" and ds[12].index in (10, 11)

@@ -49,7 +49,7 @@ import logging
 import os
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -193,9 +193,13 @@ class Fetched:
 class SkippingDataset(Dataset):
     """Wrap a dataset so samples raising one of ``skip_on`` are skipped, counted and logged.
 
-    On failure the replacement for ``index`` at attempt ``k`` is
-    ``random.Random(f"{seed}:{index}:{k}").randrange(len(dataset))``: deterministic, identical in
-    every worker, and different for every failing index. After ``max_attempts`` failed tries in a
+    On failure the replacement for ``index`` at attempt ``k`` is drawn with
+    ``random.Random(f"{seed}:{index}:{k}")`` from the indices sharing ``index``'s group key:
+    deterministic, identical in every worker, and different for every failing index. ``groups``
+    (one hashable key per index) defaults to the wrapped dataset's ``modalities``, so a skipped
+    video is replaced by another video and batches built by
+    :class:`~oryx_mllm.train.sampler.ModalityLengthGroupedSampler` stay single-modality; a group
+    of one, or no groups at all, draws from the whole dataset. After ``max_attempts`` failed tries in a
     row :class:`DataError` is raised (a dataset that is mostly broken should stop the run, not
     spin). ``self.stats`` counts skips made in *this* process only; with DataLoader workers use
     the events carried by :class:`Fetched` (see :class:`SkipCollate`).
@@ -208,6 +212,7 @@ class SkippingDataset(Dataset):
         max_attempts: int = 8,
         seed: int = 0,
         skip_on: tuple[type[BaseException], ...] = (OryxError,),
+        groups: Sequence[Hashable] | None = None,
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
@@ -216,6 +221,12 @@ class SkippingDataset(Dataset):
         self.seed = seed
         self.skip_on = skip_on
         self.stats = SkipStats()
+        if groups is None:
+            groups = getattr(dataset, "modalities", None)
+        self.groups = list(groups) if groups is not None else None
+        if self.groups is not None and len(self.groups) != len(self):
+            raise ValueError(f"{len(self.groups)} group keys for {len(self)} samples")
+        self._members: dict[Hashable, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
@@ -226,7 +237,16 @@ class SkippingDataset(Dataset):
 
     def replacement(self, index: int, attempt: int) -> int:
         """Index tried at ``attempt`` (1, 2, ...) after ``index`` failed."""
-        return random.Random(f"{self.seed}:{index}:{attempt}").randrange(len(self))
+        rng = random.Random(f"{self.seed}:{index}:{attempt}")
+        if self.groups is not None:
+            if self._members is None:
+                self._members = {}
+                for i, key in enumerate(self.groups):
+                    self._members.setdefault(key, []).append(i)
+            pool = self._members[self.groups[index]]
+            if len(pool) > 1:
+                return pool[rng.randrange(len(pool))]
+        return rng.randrange(len(self))
 
     def __getitem__(self, index: int) -> Fetched:
         info = torch.utils.data.get_worker_info()

@@ -32,8 +32,8 @@ The needle-in-a-haystack builder writes them so the loader decodes exactly those
 
 Conversations alternate ``human`` / ``gpt``, start with ``human`` and contain at least one
 ``gpt`` turn. Placeholders may only appear in human turns. If a sample has media but no
-placeholder at all, the placeholders are prepended to the first human turn (``"<image>\\n"`` per
-image, or one ``"<video>\\n"``), the LLaVA convention. Video-like samples written with the legacy
+placeholder at all, the placeholders are prepended to the first human turn (one ``<image>`` per
+image, or one ``<video>``, then a newline), the LLaVA convention. Video-like samples written with the legacy
 ``<image>`` placeholder (common in LLaVA video data) get it rewritten to ``<video>``. Any other
 mismatch between placeholders and media is an error. Every validation error is a
 :class:`~oryx_mllm.errors.DataError` naming the file, the sample id and the problem.
