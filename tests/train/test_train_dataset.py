@@ -173,3 +173,18 @@ def test_replacement_keeps_the_modality(data_root):
             got = ds[bad]
             assert base.modalities[got.index] == base.modalities[bad]
     assert base.modalities[12] == "video" and ds[12].index in (10, 11)
+
+
+def test_loader_with_grouped_sampler_yields_single_modality_batches(data_root):
+    from oryx_mllm.train import ModalityLengthGroupedSampler
+
+    base = OryxJsonDataset(data_root / "train.json", data_root)
+    sampler = ModalityLengthGroupedSampler(base.lengths, base.modalities, batch_size=2, seed=0)
+    loader = DataLoader(
+        SkippingDataset(base), batch_size=2, sampler=sampler, collate_fn=SkipCollate()
+    )
+    n = 0
+    for batch in loader:
+        assert len({item["modality"] for item in batch.data}) == 1
+        n += len(batch.data)
+    assert n == len(sampler) == 12
