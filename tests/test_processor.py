@@ -97,9 +97,15 @@ def test_stop_strings_and_streamer(setup):
     )
     streamed = "".join(streamer)
     assert streamed == proc.decode(out)[0]
-    text = proc.decode(model.generate(**batch, max_new_tokens=8, do_sample=False))[0]
-    stop = text[:2] if len(text) >= 2 else text
-    out = model.generate(
-        **batch, max_new_tokens=8, do_sample=False, stop_strings=[stop], tokenizer=proc.tokenizer
-    )
-    assert proc.decode(out)[0].endswith(stop) and len(out[0]) <= 8
+    tok = proc.tokenizer
+    # only let ASCII letters/digits be generated so the text maps 1:1 to tokens
+    suppress = [
+        i for i in range(259) if not (tok.decode([i]).isascii() and tok.decode([i]).isalnum())
+    ]
+    kw = dict(max_new_tokens=8, do_sample=False, suppress_tokens=suppress)
+    text = proc.decode(model.generate(**batch, **kw))[0]
+    assert len(text) == 8
+    stop = text[2:4]
+    out = model.generate(**batch, **kw, stop_strings=[stop], tokenizer=tok)
+    short = proc.decode(out)[0]
+    assert short.endswith(stop) and text.startswith(short) and len(short) < 8
