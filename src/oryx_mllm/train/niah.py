@@ -262,7 +262,10 @@ def build_niah_file(
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m oryx_mllm.train.niah INPUT OUTPUT [--num-frames 256] [--seed 0]``."""
-    p = argparse.ArgumentParser(description="Build long-video needle-in-a-haystack records.")
+    p = argparse.ArgumentParser(
+        prog="python -m oryx_mllm.train.niah",
+        description="Build long-video needle-in-a-haystack records.",
+    )
     p.add_argument("input_json")
     p.add_argument("output_json")
     p.add_argument("--num-frames", type=int, default=256)
