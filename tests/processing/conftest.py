@@ -35,8 +35,9 @@ def write_video(
         s = c.add_stream(codec, rate=fps)
         s.width, s.height = w, h
         s.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
+        s.bit_rate = 20_000_000  # near-lossless grey levels
         if pts_ms is not None:
-            s.time_base = Fraction(1, 1000)
+            s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         for i in range(num_frames):
             a = np.full((h, w, 3), frame_value(i), np.uint8)
             if i == marker:
@@ -57,7 +58,9 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
         n = int(16000 * seconds)
         samples = (0.1 * np.sin(np.arange(n) / 10)).astype(np.float32)[None]
         for start in range(0, n, 1024):
-            f = av.AudioFrame.from_ndarray(samples[:, start : start + 1024], format="fltp", layout="mono")
+            f = av.AudioFrame.from_ndarray(
+                samples[:, start : start + 1024], format="fltp", layout="mono"
+            )
             f.sample_rate, f.pts = 16000, start
             for p in s.encode(f):
                 c.mux(p)

@@ -41,7 +41,12 @@ SIZERS = {
     "video_frame_hw": lambda w, h: resize_video_frame(w, h, VideoOptions(), long=False),
     "video_long_frame_hw": lambda w, h: resize_video_frame(w, h, VideoOptions(), long=True),
 }
-MULTIPLE = {"image_highres_hw": 32, "image_lowres_hw": 32, "video_frame_hw": 64, "video_long_frame_hw": 128}
+MULTIPLE = {
+    "image_highres_hw": 32,
+    "image_lowres_hw": 32,
+    "video_frame_hw": 64,
+    "video_long_frame_hw": 128,
+}
 
 
 @pytest.mark.parametrize("column", list(SIZERS))
@@ -213,7 +218,11 @@ def test_bad_files_name_the_file(tmp_path):
     )
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(good.getvalue()[: len(good.getvalue()) // 2])
-    for path, problem in [(empty, "zero-byte"), (corrupt, "not a recognised"), (truncated, "truncated")]:
+    for path, problem in [
+        (empty, "zero-byte"),
+        (corrupt, "not a recognised"),
+        (truncated, "truncated"),
+    ]:
         with pytest.raises(ImageDecodeError) as info:
             load_image(path)
         assert path.name in str(info.value) and problem in str(info.value)
@@ -228,8 +237,13 @@ def test_bad_files_name_the_file(tmp_path):
 def test_preprocess_image_views_and_normalisation():
     im = Image.new("RGB", (640, 480), (255, 0, 128))
     v = preprocess_image(im)
-    assert v.modality == "image" and [tuple(f.shape) for f in v.frames] == [(3, 320, 416), (3, 480, 640)]
-    assert torch.allclose(v.frames[1][:, 0, 0], torch.tensor([1.0, -1.0, 128 / 127.5 - 1]), atol=1e-6)
+    assert v.modality == "image" and [tuple(f.shape) for f in v.frames] == [
+        (3, 320, 416),
+        (3, 480, 640),
+    ]
+    assert torch.allclose(
+        v.frames[1][:, 0, 0], torch.tensor([1.0, -1.0, 128 / 127.5 - 1]), atol=1e-6
+    )
     assert v.num_tokens() == 3 + 20 * 27 + 30 * 41
     v2 = preprocess_image(im, compression=2)
     assert v2.compression == 2 and all(f.shape[1] % 32 == 0 for f in v2.frames)

@@ -3,7 +3,7 @@
 Sampling policy (matches the original "every ``round(fps_video / fps)``-th frame, at most N
 frames, else ``linspace`` over all frames", but in seconds so variable frame rate is safe):
 
-1. Target times are ``start + k / fps`` from the first to the last frame. If that is more than
+1. Target times are ``start + k / fps`` within the video's duration. If that is more than
    ``max_frames`` (``long_max_frames`` in long-video mode), ``max_frames`` targets are spread
    uniformly from the first to the last frame instead.
 2. Each target takes the decoded frame whose presentation time is nearest; a frame is used at
@@ -92,15 +92,19 @@ def resize_video_frame(
     return fit_pixels(w, h, opt.min_pixels, max(opt.max_pixels, multiple**2), multiple)
 
 
-def sample_times(start: float, last: float, fps: float, max_frames: int) -> list[float]:
-    """Target times: every ``1 / fps`` s from ``start`` to ``last`` (the last frame's time), or
-    ``max_frames`` times spread uniformly over ``[start, last]`` when that would be more."""
-    span = max(0.0, last - start)
-    n = math.floor(span * fps + 1e-6) + 1
+def sample_times(
+    start: float, duration: float, fps: float, max_frames: int, frame_dt: float = 0.0
+) -> list[float]:
+    """Target times: every ``1 / fps`` s from ``start`` while inside ``duration`` (so 10 s at
+    1 fps gives 0..9 s, like taking every ``fps_video / fps``-th of the 10 s worth of frames), or
+    ``max_frames`` times spread uniformly from the first to the last frame (``start + duration -
+    frame_dt``) when that would be more."""
+    n = max(1, math.ceil(duration * fps - 1e-6))
     if n <= max_frames:
         return [start + k / fps for k in range(n)]
     if max_frames == 1:
         return [start]
+    span = max(0.0, duration - frame_dt)
     return [start + span * k / (max_frames - 1) for k in range(max_frames)]
 
 
@@ -133,8 +137,8 @@ def select_nearest(
 class _Source:
     name: str
     start: float  # time of the first frame, s
-    last: float  # time of the last frame, s
-    duration: float  # length, s (last - start + one frame)
+    frame_dt: float  # typical frame duration, s
+    duration: float  # length, s (last frame time - start + one frame)
     frames: Callable[[], Iterator[tuple[float, Callable[[], Image.Image]]]]
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -161,8 +165,8 @@ def _list_source(items: Sequence[Any], name: str, opt: VideoOptions) -> _Source:
         for i, x in enumerate(items):
             yield i / opt.list_fps, loader(x)
 
-    last = (len(items) - 1) / opt.list_fps
-    return _Source(name, 0.0, last, len(items) / opt.list_fps, frames, {"num_frames": len(items)})
+    dt = 1.0 / opt.list_fps
+    return _Source(name, 0.0, dt, len(items) * dt, frames, {"num_frames": len(items)})
 
 
 def _directory_source(path: Path, opt: VideoOptions) -> _Source:
@@ -222,7 +226,6 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
         raise
     except Exception as e:
         raise VideoDecodeError(f"{name}: cannot read video: {e or type(e).__name__}") from e
-    last = start + max(0.0, duration - dt)
     meta = {"fps_video": float(rate) if rate else None}
 
     def frames() -> Iterator[tuple[float, Callable[[], Image.Image]]]:
@@ -233,7 +236,7 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
                 t = frame.time if frame.time is not None else start + i * dt
                 yield float(t), _frame_loader(frame, name, opt)
 
-    return _Source(name, start, last, duration, frames, meta)
+    return _Source(name, start, dt, duration, frames, meta)
 
 
 def _frame_loader(frame: av.VideoFrame, name: str, opt: VideoOptions) -> Callable[[], Image.Image]:
@@ -309,7 +312,7 @@ def sample_video(
     src = _as_source(video, opt)
     long = is_long_video(src.duration, opt)
     max_frames = opt.long_max_frames if long else opt.max_frames
-    targets = sample_times(src.start, src.last, opt.fps, max_frames)
+    targets = sample_times(src.start, src.duration, opt.fps, max_frames, src.frame_dt)
 
     frames: list[Image.Image] = []
     times: list[float] = []
@@ -366,3 +369,40 @@ def preprocess_video(
         original_size=sampled.original_size,
         meta=dict(sampled.meta, long_video=sampled.long_video, duration=sampled.duration),
     )
+
+
+def decode_frames_at(
+    video: VideoLike, indices: Sequence[int], options: VideoOptions | None = None
+) -> list[Image.Image]:
+    """The frames at the given 0-based decode-order ``indices`` (in that order, repeats allowed).
+
+    For records that name their frames explicitly (e.g. needle-in-a-haystack samples, whose target
+    frames were re-inserted after subsampling). Streaming: one pass, only the wanted frames kept.
+    """
+    opt = options or VideoOptions()
+    if len(indices) == 0:
+        raise InvalidInputError("decode_frames_at: no frame indices given")
+    if min(indices) < 0:
+        raise InvalidInputError(f"decode_frames_at: negative frame index {min(indices)}")
+    src = _as_source(video, opt)
+    wanted = set(indices)
+    last = max(wanted)
+    found: dict[int, Image.Image] = {}
+    decoded = 0
+    try:
+        for i, (_, load) in enumerate(src.frames()):
+            decoded = i + 1
+            if i in wanted:
+                found[i] = load()
+            if i >= last:
+                break
+    except OryxError:
+        raise
+    except Exception as e:
+        raise VideoDecodeError(f"{src.name}: cannot decode video: {e or type(e).__name__}") from e
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise VideoDecodeError(
+            f"{src.name}: frame indices {missing[:8]} are beyond the video's {decoded} frames"
+        )
+    return [found[i] for i in indices]
