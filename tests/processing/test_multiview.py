@@ -1,0 +1,109 @@
+"""Multi-view scenes and coarse-correspondence marks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oryx_mllm.errors import InvalidInputError
+from oryx_mllm.processing import (
+    MultiViewOptions,
+    draw_correspondence_marks,
+    mark_color,
+    mark_locations,
+    preprocess_views,
+)
+from oryx_mllm.processing.multiview import mark_radius
+
+H, W = 240, 320
+
+
+def _scene(num_views: int = 3):
+    """Grey views with two objects (ids 3 and 12) that move between views; object 12 is
+    hidden in the last view. Returns views, masks and the centroids per view."""
+    views, masks, centroids = [], [], []
+    for v in range(num_views):
+        m = np.zeros((H, W), np.int32)
+        m[40:100, 30 + 50 * v : 110 + 50 * v] = 3  # a box moving right
+        c = {3: (70 + 50 * v - 0.5, 69.5)}
+        if v < num_views - 1:
+            m[150:210, 250 - 40 * v : 300 - 40 * v] = 12
+            c[12] = (275 - 40 * v - 0.5, 179.5)
+        rng = np.random.default_rng(v)
+        views.append(rng.integers(90, 110, (H, W, 3), dtype=np.uint8))
+        masks.append(m)
+        centroids.append(c)
+    return views, masks, centroids
+
+
+def _disc_pixels(im: Image.Image, x: float, y: float, r: int) -> np.ndarray:
+    """Pixels on a ring inside the disc (away from the centred text)."""
+    a = np.asarray(im)
+    pts = []
+    for ang in np.linspace(0, 2 * np.pi, 16, endpoint=False):
+        px, py = x + 0.8 * r * np.cos(ang), y + 0.8 * r * np.sin(ang)
+        pts.append(a[int(round(py)), int(round(px))])
+    return np.array(pts)
+
+
+def test_same_id_same_object_across_views():
+    views, masks, centroids = _scene()
+    marked = draw_correspondence_marks(views, instance_masks=masks)
+    r = mark_radius(W, H)
+    assert len(marked) == 3
+    for im, cents in zip(marked, centroids, strict=True):
+        for k, (x, y) in cents.items():
+            ring = _disc_pixels(im, x, y, r)
+            assert (np.abs(ring.astype(int) - mark_color(k)).max(axis=1) <= 1).mean() > 0.9, k
+    # object 12 is absent in the last view: no mark there
+    x, y = 275 - 0.5, 179.5
+    assert not (
+        np.abs(_disc_pixels(marked[2], x, y, r).astype(int) - mark_color(12)).max(axis=1) <= 1
+    ).any()
+    assert mark_locations(masks) == [{k: pytest.approx(v) for k, v in c.items()} for c in centroids]
+
+
+def test_points_give_the_same_marks_as_masks():
+    views, masks, centroids = _scene()
+    points = [[(x, y, k) for k, (x, y) in c.items()] for c in centroids]
+    a = draw_correspondence_marks(views, instance_masks=masks)
+    b = draw_correspondence_marks(views, points=points)
+    assert all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(a, b, strict=True))
+
+
+def test_colours_differ_and_mark_on_nonconvex_object():
+    assert len({mark_color(k) for k in range(1, 40)}) == 39
+    m = np.zeros((100, 100), np.int32)
+    m[10:90, 10:20] = 5  # an L shape: its centroid is off the object
+    m[80:90, 10:90] = 5
+    (loc,) = mark_locations([m])
+    x, y = loc[5]
+    assert m[int(round(y)), int(round(x))] == 5
+
+
+def test_preprocess_views_common_size_and_marks():
+    views, masks, centroids = _scene(4)
+    views[1] = np.asarray(Image.fromarray(views[1]).resize((160, 120)))  # a smaller view
+    masks[1] = masks[1][::2, ::2]
+    v = preprocess_views(views, compression=2, marks=masks)
+    assert v.modality == "multiview" and v.compression == 2 and len(v.frames) == 4
+    assert {tuple(f.shape) for f in v.frames} == {(3, 192, 320)}  # 320x240 -> video policy
+    assert v.num_tokens() == 2 + 4 * (6 * 11 + 1)
+    assert v.meta["mark_locations"][0].keys() == {3, 12}
+    plain = preprocess_views(views[:2], MultiViewOptions(max_views=1))
+    assert len(plain.frames) == 1 and plain.meta["mark_locations"] is None
+
+
+def test_bad_marks_are_typed():
+    views, masks, _ = _scene()
+    with pytest.raises(InvalidInputError):
+        draw_correspondence_marks(views, instance_masks=masks[:2])
+    with pytest.raises(InvalidInputError):
+        draw_correspondence_marks(views)
+    with pytest.raises(InvalidInputError):
+        draw_correspondence_marks(views, instance_masks=[m[:10] for m in masks])
+    with pytest.raises(InvalidInputError):
+        draw_correspondence_marks(views, points=[[(1, 2)]] * 3)
+    with pytest.raises(InvalidInputError):
+        preprocess_views([])
