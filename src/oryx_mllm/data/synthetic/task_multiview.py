@@ -33,7 +33,9 @@ Tasks (all ``modality="multiview"``, ``media`` = list of V PIL views of equal si
 
 ``meta``: ``objects`` (id, shape, color, position, size), ``cameras`` (position, target, focal),
 ``points[v]`` (per object: id, u, v, depth, radius_px, inside), ``masks[v]``, ``visible[v]`` (ids
-with at least one mask pixel in view v), ``canonical_view`` = 0.
+with at least one mask pixel in view v), ``mark_points[v]`` (``(x, y, id)`` on a visible pixel of
+each visible object: the ``points`` argument of ``draw_correspondence_marks``),
+``canonical_view`` = 0.
 """
 
 from __future__ import annotations
@@ -200,6 +202,26 @@ def render_scene(objects, cameras, size):
     return views, masks, points, visible
 
 
+def mark_points(mask: np.ndarray, points: list[dict]) -> list[tuple[float, float, int]]:
+    """One ``(x, y, object_id)`` per object visible in ``mask``: its projected centre when that
+    pixel shows the object, else the object's visible pixel closest to its visible centroid
+    (so marks of partly occluded objects land on the object, not on its occluder)."""
+    out = []
+    h, w = mask.shape
+    for p in points:
+        k = p["id"]
+        u, v = int(p["u"]), int(p["v"])
+        if 0 <= u < w and 0 <= v < h and mask[v, u] == k:
+            out.append((round(p["u"], 2), round(p["v"], 2), k))
+            continue
+        ys, xs = np.nonzero(mask == k)
+        if len(xs) == 0:
+            continue
+        i = int(np.argmin((xs - xs.mean()) ** 2 + (ys - ys.mean()) ** 2))
+        out.append((float(xs[i]), float(ys[i]), k))
+    return out
+
+
 def _scene_sample(rng, task, distinct_colors, k_range=(2, 5), v_range=(2, 6)):
     size = choice(rng, VIEW_SIDES)
     while True:
@@ -215,6 +237,7 @@ def _scene_sample(rng, task, distinct_colors, k_range=(2, 5), v_range=(2, 6)):
                 "points": points,
                 "masks": masks,
                 "visible": visible,
+                "mark_points": [mark_points(m, p) for m, p in zip(masks, points)],
                 "canonical_view": 0,
                 "num_objects": k,
                 "num_views": v,
