@@ -26,6 +26,7 @@ def write_video(
     marker: int | None = None,
     pts_ms: list[int] | None = None,
     fmt: str | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Frame ``i`` is uniform grey ``frame_value(i)``; frame ``marker`` is pure red.
 
@@ -36,6 +37,8 @@ def write_video(
         s.width, s.height = w, h
         s.pix_fmt = "rgb8" if codec == "gif" else "yuv420p"
         s.bit_rate = 20_000_000  # near-lossless grey levels
+        if gop is not None:
+            s.codec_context.gop_size = gop
         if pts_ms is not None:
             s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         for i in range(num_frames):

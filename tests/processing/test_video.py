@@ -168,3 +168,24 @@ def test_streaming_holds_only_selected_frames(make_video):
     path = make_video(num_frames=100, fps=10)
     s = sample_video(path, VideoOptions(fps=0.5))
     assert len(s.frames) == 5 and all(f.size == (320, 192) for f in s.frames)
+
+
+@pytest.mark.parametrize(
+    "name, codec", [("seek.mp4", "mpeg4"), ("seek.mkv", "libx264"), ("seek.webm", "libvpx-vp9")]
+)
+def test_seeking_gives_the_same_frames_as_decoding_everything(make_video, name, codec):
+    path = make_video(name, num_frames=400, fps=10, codec=codec, gop=25, size=(32, 32), marker=133)
+    opt = dict(max_frames=5, long_video=False)
+    fast = sample_video(path, VideoOptions(**opt))
+    slow = sample_video(path, VideoOptions(**opt, seek_min_gap_s=None))
+    assert fast.meta["seek"] is True and slow.meta["seek"] is False
+    assert (
+        fast.timestamps
+        == slow.timestamps
+        == pytest.approx([0.0, 9.975, 19.95, 29.925, 39.9], abs=0.051)
+    )
+    for a, b in zip(fast.frames, slow.frames, strict=True):
+        assert np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 2
+    marker = sample_video(path, VideoOptions(fps=1 / 13.3, max_frames=64))  # targets 0, 13.3, ...
+    assert marker.meta["seek"] is True and marker.timestamps[1] == pytest.approx(13.3)
+    assert np.asarray(marker.frames[1])[5, 5].tolist()[0] > 200  # the red frame 133

@@ -111,6 +111,10 @@ class VideoOptions:
     multiple: int = 64
     long_multiple: int = 128
     list_fps: float = 1.0
+    # Decode strategy: when sampled frames are on average at least this many seconds apart, seek
+    # to the keyframe before each target instead of decoding every frame (same frames, much
+    # faster on long videos). None = always decode sequentially.
+    seek_min_gap_s: float | None = 4.0
     max_input_pixels: int | None = 178_956_970  # per decoded frame
     resample: Literal["nearest", "bilinear", "bicubic", "lanczos"] = "bicubic"
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)

@@ -139,7 +139,7 @@ class _Source:
     start: float  # time of the first frame, s
     frame_dt: float  # typical frame duration, s
     duration: float  # length, s (last frame time - start + one frame)
-    frames: Callable[[], Iterator[tuple[float, Callable[[], Image.Image]]]]
+    frames: Callable[..., Iterator[tuple[float, Callable[[], Image.Image]]]]  # (targets=None)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,7 +161,9 @@ def _list_source(items: Sequence[Any], name: str, opt: VideoOptions) -> _Source:
 
         return load
 
-    def frames() -> Iterator[tuple[float, Callable[[], Image.Image]]]:
+    def frames(
+        targets: Sequence[float] | None = None,
+    ) -> Iterator[tuple[float, Callable[[], Image.Image]]]:
         for i, x in enumerate(items):
             yield i / opt.list_fps, loader(x)
 
@@ -228,13 +230,67 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
         raise VideoDecodeError(f"{name}: cannot read video: {e or type(e).__name__}") from e
     meta = {"fps_video": float(rate) if rate else None}
 
-    def frames() -> Iterator[tuple[float, Callable[[], Image.Image]]]:
+    def sequential(c: av.container.InputContainer) -> Iterator[tuple[float, Any]]:
+        s = c.streams.video[0]
+        for i, frame in enumerate(c.decode(s)):
+            t = frame.time if frame.time is not None else start + i * dt
+            yield float(t), frame
+
+    def seeking(
+        c: av.container.InputContainer, targets: Sequence[float]
+    ) -> Iterator[tuple[float, Any]]:
+        """For each target: seek to the keyframe before it and decode up to the first frame at
+        or after it, yielding the frames around it (times strictly increasing)."""
+        s = c.streams.video[0]
+        last_t = -math.inf
+        for target in targets:
+            if target <= last_t:
+                continue
+            c.seek(int(target / s.time_base), stream=s, backward=True, any_frame=False)
+            before = None
+            for frame in c.decode(s):
+                if frame.time is None:
+                    raise VideoDecodeError(f"{name}: frames without timestamps, cannot seek")
+                t = float(frame.time)
+                if t < target:
+                    before = (t, frame)
+                    continue
+                if before is not None and before[0] > last_t:
+                    yield before
+                if t > last_t:
+                    yield t, frame
+                    last_t = t
+                break
+            else:  # ran off the end: the last frame serves the remaining targets
+                if before is not None and before[0] > last_t:
+                    yield before
+                return
+
+    def frames(
+        targets: Sequence[float] | None = None,
+    ) -> Iterator[tuple[float, Callable[[], Image.Image]]]:
+        """Decoded frames in time order; with sparse ``targets`` (mean gap of at least
+        ``opt.seek_min_gap_s``) only the frames around each target are decoded."""
         with _open_container(data, name) as c:
-            s = c.streams.video[0]
-            s.thread_type = "AUTO"
-            for i, frame in enumerate(c.decode(s)):
-                t = frame.time if frame.time is not None else start + i * dt
-                yield float(t), _frame_loader(frame, name, opt)
+            c.streams.video[0].thread_type = "AUTO"
+            gaps = np.diff(targets) if targets is not None and len(targets) > 1 else None
+            use_seek = (
+                opt.seek_min_gap_s is not None
+                and gaps is not None
+                and float(gaps.mean()) >= opt.seek_min_gap_s
+            )
+            it = seeking(c, targets) if use_seek else sequential(c)
+            first = next(it, None)
+            if first is None and use_seek:  # seeking found nothing: decode from the start
+                c.seek(0)
+                it = sequential(c)
+                first = next(it, None)
+            if first is None:
+                return
+            meta["seek"] = use_seek
+            yield first[0], _frame_loader(first[1], name, opt)
+            for t, frame in it:
+                yield t, _frame_loader(frame, name, opt)
 
     return _Source(name, start, dt, duration, frames, meta)
 
@@ -320,7 +376,7 @@ def sample_video(
     original: tuple[int, int] | None = None
     decode_error: str | None = None
     try:
-        for t, load in select_nearest(src.frames(), targets):
+        for t, load in select_nearest(src.frames(targets), targets):
             im = load()
             if hw is None:  # the first frame fixes the common size
                 original = im.size
