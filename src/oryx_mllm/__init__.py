@@ -1,5 +1,8 @@
 """oryx-mllm: the Oryx multimodal LLM (OryxViT + Dynamic Compressor + any Hugging Face LLM)."""
 
+from oryx_mllm.compression_policy import choose_compression, default_compression, fit_to_budget
+from oryx_mllm.compressor import DynamicCompressor
+from oryx_mllm.config import OryxConfig
 from oryx_mllm.errors import (
     CheckpointError,
     ConfigError,
@@ -10,11 +13,22 @@ from oryx_mllm.errors import (
     UnsupportedModalityError,
     VideoDecodeError,
 )
+from oryx_mllm.model import OryxForConditionalGeneration
+from oryx_mllm.processing.processor import OryxProcessor
+from oryx_mllm.projector import OryxProjector
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DynamicCompressor",
+    "OryxConfig",
+    "OryxForConditionalGeneration",
+    "OryxProcessor",
+    "OryxProjector",
+    "choose_compression",
+    "default_compression",
+    "fit_to_budget",
     "CheckpointError",
     "ConfigError",
     "ContextLengthError",

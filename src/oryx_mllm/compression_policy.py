@@ -8,9 +8,12 @@ budget and get the smallest compression (most tokens) that fits.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from oryx_mllm.errors import ContextLengthError, InvalidInputError
-from oryx_mllm.processing.types import VisualInput
+
+if TYPE_CHECKING:  # no runtime import: processing imports this module
+    from oryx_mllm.processing.types import VisualInput
 
 IMAGE_RATIO = 1
 SHORT_VIDEO_RATIO = 2

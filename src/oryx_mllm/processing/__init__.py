@@ -1,5 +1,10 @@
 """Turning user inputs (images, videos, multi-view scenes, chats) into model inputs."""
 
+from oryx_mllm.processing.chat import (
+    collate,
+    encode_conversation,
+    ensure_visual_token,
+)
 from oryx_mllm.processing.image import (
     load_image,
     normalize,
@@ -15,6 +20,7 @@ from oryx_mllm.processing.multiview import (
     preprocess_views,
 )
 from oryx_mllm.processing.options import ImageOptions, MarkStyle, MultiViewOptions, VideoOptions
+from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import (
     MODALITIES,
     VisualInput,
@@ -30,6 +36,10 @@ from oryx_mllm.processing.video import (
 )
 
 __all__ = [
+    "OryxProcessor",
+    "collate",
+    "encode_conversation",
+    "ensure_visual_token",
     "MODALITIES",
     "ImageOptions",
     "MarkStyle",
