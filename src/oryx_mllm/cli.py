@@ -94,5 +94,32 @@ def encode(
         _fail(exc)
 
 
+@app.command()
+def train(
+    recipe: Path = typer.Argument(
+        ..., help="A training recipe (YAML), e.g. recipes/stage1b_image_sft.yaml."
+    ),
+    set_: list[str] = typer.Option(
+        [], "--set", help="Override a recipe value: --set optim.lr=1e-4 --set max_steps=10"
+    ),
+) -> None:
+    """Train with a recipe. Launch with `accelerate launch` or `torchrun` for several processes."""
+    import logging
+
+    from oryx_mllm.train.config import load_recipe
+    from oryx_mllm.train.trainer import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_recipe(recipe, set_)
+        result = run_training(cfg)
+    except OryxError as exc:
+        _fail(exc)
+    console.print(
+        f"trained {result.steps} steps; final loss {result.losses[-1] if result.losses else float('nan'):.4f}; "
+        f"skipped samples {result.skipped}; model saved to {result.final_model}"
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,436 @@
+"""The training loop: one code path from a single CPU process to many GPUs.
+
+Distribution is Hugging Face Accelerate's: launch with ``accelerate launch`` (DDP, FSDP or
+DeepSpeed ZeRO-2/3 via the configs in ``recipes/accelerate/``) or ``torchrun``; a plain
+``python``/``oryx train`` run is one process. On CPU the gloo backend is used.
+
+Batching: the sampler's global batch is ``per_device_batch_size * accumulation * world_size``
+samples of one modality; each rank's loader batch is one optimiser step and is split into
+``accumulation`` micro-batches. Gradients of all but the last micro-batch are not synchronised.
+So one process with accumulation 2 sees exactly the samples that two processes with
+accumulation 1 see, step for step, and computes the same update.
+
+Checkpoints (``output_dir/checkpoints/step-N``) hold the Accelerate state (model, optimiser,
+scheduler, RNG) plus ``trainer_state.json`` (step, epoch, position in the epoch); each is written
+to a temporary folder and renamed into place, so a run killed mid-save loses nothing already
+saved. ``resume: auto`` continues from the newest complete checkpoint at the exact step and data
+position.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.train.config import TrainConfig
+from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
+from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
+from oryx_mllm.train.stages import apply_stage, trainable_groups
+from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "trainer_state.json"
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # mean loss per optimiser step (this run)
+    skipped: int = 0
+    output_dir: str = ""
+    final_model: str | None = None
+
+
+# Model ------------------------------------------------------------------------------------------
+
+
+def build_model(cfg: TrainConfig):
+    """The model and tokenizer a recipe names (see :class:`~oryx_mllm.train.config.ModelSpec`)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from oryx_mllm.config import OryxConfig
+    from oryx_mllm.model import OryxForConditionalGeneration
+    from oryx_mllm.processing.chat import ensure_visual_token
+    from oryx_mllm.vision import OryxViT, OryxViTConfig
+
+    spec = cfg.model
+    if spec.path:
+        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer or spec.path)
+        model = OryxForConditionalGeneration.from_pretrained(
+            spec.path, tokenizer=tokenizer, vision_tower=spec.vision_tower
+        )
+        return model, tokenizer
+    tok_path = spec.tokenizer or spec.llm
+    if tok_path is None:
+        raise ConfigError("model: give path, or tokenizer (+ llm or llm_config)")
+    tokenizer = AutoTokenizer.from_pretrained(tok_path)
+    visual_id = ensure_visual_token(tokenizer)
+
+    if spec.vision_tower and spec.vision_tower.startswith("siglip:"):
+        from oryx_mllm.vision.siglip import load_from_siglip
+
+        vision_overrides = spec.vision_config or {}
+        tower = load_from_siglip(spec.vision_tower.removeprefix("siglip:"), **vision_overrides)
+    elif spec.vision_tower:
+        vc = OryxViTConfig(**spec.vision_config) if spec.vision_config else None
+        tower = OryxViT.from_pretrained(spec.vision_tower, config=vc)
+    else:
+        tower = OryxViT(OryxViTConfig(**(spec.vision_config or {})))
+
+    if spec.llm:
+        llm = AutoModelForCausalLM.from_pretrained(spec.llm)
+        llm_config = llm.config
+    elif spec.llm_config:
+        from transformers import AutoConfig
+
+        kwargs = dict(spec.llm_config)
+        llm_config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+        llm = AutoModelForCausalLM.from_config(llm_config)
+    else:
+        raise ConfigError("model: give llm (a folder) or llm_config (a dict) for the backbone")
+    config = OryxConfig.from_llm_config(
+        llm_config,
+        vision_config=tower.config,
+        compressor_mid_size=spec.compressor_mid_size,
+        visual_token_id=visual_id,
+    )
+    model = OryxForConditionalGeneration(config, language_model=llm, vision_tower=tower)
+    return model, tokenizer
+
+
+# Checkpoints ------------------------------------------------------------------------------------
+
+
+def checkpoint_dir(output_dir: Path) -> Path:
+    return output_dir / "checkpoints"
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (temporary folders of an interrupted save are ignored)."""
+    root = checkpoint_dir(output_dir)
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("step-*") if (p / STATE_FILE).exists()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig) -> Path:
+    root = checkpoint_dir(output_dir)
+    final = root / f"step-{state['step']}"
+    tmp = root / f".tmp-step-{state['step']}"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        import yaml
+
+        (tmp / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # marks it complete
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _prune(root, cfg.save_total_limit)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _prune(root: Path, keep: int | None) -> None:
+    if not keep:
+        return
+    done = sorted(
+        (p for p in root.glob("step-*") if (p / STATE_FILE).exists()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# Metrics ----------------------------------------------------------------------------------------
+
+
+class MetricsWriter:
+    """Appends one JSON line per logged step to ``metrics.jsonl``; mirrors to TensorBoard."""
+
+    def __init__(self, output_dir: Path, report_to: list[str], enabled: bool):
+        self.enabled = enabled
+        self.jsonl = output_dir / "metrics.jsonl" if "jsonl" in report_to else None
+        self.tb = None
+        if enabled and "tensorboard" in report_to:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(output_dir / "tensorboard"))
+            except ImportError:
+                logger.warning("tensorboard is not installed; logging to metrics.jsonl only")
+
+    def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
+        if self.jsonl is not None:
+            with open(self.jsonl, "a") as fh:
+                fh.write(json.dumps({"step": step, **metrics}) + "\n")
+        if self.tb is not None:
+            for k, v in metrics.items():
+                if isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+# The loop ---------------------------------------------------------------------------------------
+
+
+def _scheduler(optimizer, cfg: TrainConfig, total_steps: int):
+    from transformers import get_scheduler
+
+    warmup = int(math.ceil(cfg.optim.warmup_ratio * total_steps))
+    name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+    return get_scheduler(name[cfg.optim.schedule], optimizer, warmup, total_steps)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
+    """Run the recipe. ``model``/``tokenizer`` may be passed in (tests, notebooks)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+
+    # a text-only micro-batch leaves the connector unused: DDP must tolerate that
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    # without CUDA, run on CPU; under torchrun/accelerate launch that means gloo across processes
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        kwargs_handlers=[ddp],
+        cpu=not torch.cuda.is_available(),
+    )
+    set_seed(cfg.seed)
+    output_dir = Path(cfg.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+
+    if model is None:
+        model, tokenizer = build_model(cfg)
+    trainable = apply_stage(model, cfg.stage)
+    if not trainable:
+        raise ConfigError(f"stage {cfg.stage.name!r} leaves no parameter trainable")
+    if cfg.gradient_checkpointing:
+        model.vision_tower.config.gradient_checkpointing = True
+        if hasattr(model.language_model, "gradient_checkpointing_enable"):
+            model.language_model.gradient_checkpointing_enable()
+
+    # data
+    accum, world = cfg.gradient_accumulation_steps, accelerator.num_processes
+    step_batch = cfg.per_device_batch_size * accum  # samples per rank per optimiser step
+    transform = TrainTransform(
+        tokenizer, model.config.visual_token_id, cfg.data, model.config.patch_size
+    )
+    base = OryxJsonDataset(cfg.data.train, cfg.data.data_root, transform=transform)
+    if len(base) == 0:
+        raise ConfigError(f"no training samples in {cfg.data.train}")
+    dataset = SkippingDataset(base, seed=cfg.seed, max_attempts=cfg.data.max_skip_attempts)
+    sampler = ModalityLengthGroupedSampler(
+        base.lengths,
+        base.modalities,
+        step_batch,
+        world_size=world,
+        rank=accelerator.process_index,
+        seed=cfg.seed,
+    )
+    steps_per_epoch = sampler.samples_per_epoch // (step_batch * world)
+    total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+
+    # optimiser
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+    )
+    scheduler = _scheduler(optimizer, cfg, total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    # resume
+    step, epoch, consumed = 0, 0, 0
+    ckpt = None
+    if cfg.resume == "auto":
+        ckpt = latest_checkpoint(output_dir)
+    elif cfg.resume:
+        ckpt = Path(cfg.resume)
+        if not (ckpt / STATE_FILE).exists():
+            raise CheckpointError(f"resume: {ckpt} is not a complete checkpoint")
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt))
+        state = json.loads((ckpt / STATE_FILE).read_text())
+        step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
+        logger.info("resumed from %s at step %d", ckpt, step)
+
+    collate = SkipCollate(MicroBatchCollator(tokenizer.pad_token_id, accum))
+    metrics = MetricsWriter(output_dir, cfg.report_to, accelerator.is_main_process)
+    stats = SkipStats()
+    result = TrainResult(steps=step, output_dir=str(output_dir))
+    if accelerator.is_main_process:
+        logger.info("trainable parameters per group: %s", trainable_groups(model_unwrapped(model)))
+
+    progress = _Progress(cfg.progress and accelerator.is_main_process, total_steps, step)
+    model.train()
+    tokens_seen, t0 = 0, time.perf_counter()
+    try:
+        while step < total_steps:
+            sampler.set_epoch(epoch, consumed)
+            loader = DataLoader(
+                dataset,
+                batch_size=step_batch,
+                sampler=sampler,
+                collate_fn=collate,
+                num_workers=cfg.data.num_workers,
+                persistent_workers=False,
+            )
+            for batch in loader:
+                stats.add(batch.skipped)
+                loss_sum, n_tokens = 0.0, 0
+                micro = batch.data
+                for i, mb in enumerate(micro):
+                    mb = _to_device(mb, accelerator.device)
+                    last = i == len(micro) - 1
+                    ctx = accelerator.no_sync(model) if not last else contextlib.nullcontext()
+                    with ctx, accelerator.autocast():
+                        out = model(
+                            input_ids=mb["input_ids"],
+                            attention_mask=mb["attention_mask"],
+                            visual_inputs=mb["visual_inputs"],
+                            labels=mb["labels"],
+                        )
+                        loss = out.loss / len(micro)
+                        accelerator.backward(loss)
+                    loss_sum += loss.detach().float()
+                    n_tokens += int(mb["attention_mask"].sum())
+                if cfg.optim.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                consumed += step_batch * world
+                mean_loss = accelerator.reduce(
+                    torch.as_tensor(loss_sum, device=accelerator.device), "mean"
+                ).item()
+                tokens_seen += int(
+                    accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), "sum")
+                )
+                result.losses.append(mean_loss)
+                elapsed = time.perf_counter() - t0
+                lr = scheduler.get_last_lr()[0]
+                if step % cfg.log_steps == 0 or step == total_steps:
+                    metrics.write(
+                        step,
+                        {
+                            "loss": mean_loss,
+                            "lr": lr,
+                            "epoch": epoch,
+                            "tokens_per_s": tokens_seen / max(elapsed, 1e-9),
+                            "skipped": stats.total,
+                        },
+                    )
+                progress.update(step, mean_loss, lr, tokens_seen / max(elapsed, 1e-9))
+                if step % cfg.save_steps == 0 or step == total_steps:
+                    state = {"step": step, "epoch": epoch, "consumed": consumed, "seed": cfg.seed}
+                    if consumed >= sampler.samples_per_epoch:
+                        state.update(epoch=epoch + 1, consumed=0)
+                    save_checkpoint(accelerator, output_dir, state, cfg)
+                if step >= total_steps:
+                    break
+            else:
+                epoch, consumed = epoch + 1, 0
+                continue
+            if consumed >= sampler.samples_per_epoch:
+                epoch, consumed = epoch + 1, 0
+    finally:
+        progress.close()
+        metrics.close()
+
+    result.steps = step
+    result.skipped = stats.total
+    if stats.total and accelerator.is_main_process:
+        logger.warning("skipped samples: %s", stats.summary())
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        final = output_dir / "final"
+        unwrapped = model_unwrapped(accelerator.unwrap_model(model))
+        _save_final(unwrapped, tokenizer, final)
+        result.final_model = str(final)
+        (output_dir / "summary.json").write_text(
+            json.dumps(
+                {
+                    "steps": step,
+                    "final_loss": result.losses[-1] if result.losses else None,
+                    "skipped_samples": stats.total,
+                    "skipped_by_error": dict(stats.by_error),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    accelerator.wait_for_everyone()
+    return result
+
+
+def model_unwrapped(model):
+    return getattr(model, "module", model)
+
+
+def _save_final(model, tokenizer, final: Path) -> None:
+    """Save the whole model (LoRA adapters merged into the language model)."""
+    if hasattr(model.language_model, "merge_and_unload"):  # peft: fold LoRA into the weights
+        model.language_model = model.language_model.merge_and_unload()
+    model.save_pretrained(final, tokenizer=tokenizer)
+
+
+class _Progress:
+    """A rich progress bar with loss, lr and tokens/s (main process only)."""
+
+    def __init__(self, enabled: bool, total: int, start: int):
+        self.bar = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+            )
+            self.task = self.bar.add_task("train", total=total, completed=start, info="")
+            self.bar.start()
+
+    def update(self, step: int, loss: float, lr: float, tps: float) -> None:
+        if self.bar is not None:
+            info = f"loss {loss:.4f} lr {lr:.2e} {tps:,.0f} tok/s"
+            self.bar.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
