@@ -14,6 +14,7 @@ from oryx_mllm.errors import (
     VideoDecodeError,
 )
 from oryx_mllm.model import OryxForConditionalGeneration
+from oryx_mllm.pipeline import Answer, OryxPipeline, default_model_path
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.projector import OryxProjector
 from oryx_mllm.vision import OryxViT, OryxViTConfig
@@ -21,6 +22,9 @@ from oryx_mllm.vision import OryxViT, OryxViTConfig
 __version__ = "0.1.0"
 
 __all__ = [
+    "Answer",
+    "OryxPipeline",
+    "default_model_path",
     "DynamicCompressor",
     "OryxConfig",
     "OryxForConditionalGeneration",

@@ -177,3 +177,52 @@ class MultiViewOptions:
 
     def __post_init__(self) -> None:
         _check_positive("max_views", self.max_views)
+
+
+# Serialisation (processor_config.json next to the model's weights) -----------------------------
+
+
+def options_to_dict(options) -> dict:
+    """A frozen options dataclass -> plain JSON-able dict (tuples become lists)."""
+    import dataclasses
+
+    return dataclasses.asdict(options)
+
+
+def _tuples(cls, data: dict) -> dict:
+    import dataclasses
+
+    out = dict(data)
+    for f in dataclasses.fields(cls):
+        if f.name in out and isinstance(out[f.name], list):
+            out[f.name] = tuple(out[f.name])
+    return out
+
+
+def _from_dict(cls, data: dict | None):
+    import dataclasses
+
+    if data is None:
+        return None
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {cls.__name__} keys: {unknown}")
+    return cls(**_tuples(cls, data))
+
+
+def image_options_from_dict(data: dict | None) -> ImageOptions | None:
+    return _from_dict(ImageOptions, data)
+
+
+def video_options_from_dict(data: dict | None) -> VideoOptions | None:
+    return _from_dict(VideoOptions, data)
+
+
+def multiview_options_from_dict(data: dict | None) -> MultiViewOptions | None:
+    if data is None:
+        return None
+    data = dict(data)
+    frame = video_options_from_dict(data.pop("frame", None)) or VideoOptions()
+    marks = _from_dict(MarkStyle, data.pop("marks", None)) or MarkStyle()
+    return MultiViewOptions(frame=frame, marks=marks, **data)

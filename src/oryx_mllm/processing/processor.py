@@ -33,6 +33,7 @@ from oryx_mllm.processing.chat import (
 from oryx_mllm.processing.types import VisualInput
 
 PART_TYPES = ("text", "image", "video", "multiview", "visual")
+PROCESSOR_CONFIG = "processor_config.json"
 
 
 class OryxProcessor:
@@ -59,12 +60,51 @@ class OryxProcessor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
+        """The tokenizer in ``path`` plus the options of ``processor_config.json`` when present
+        (released folders have none: the released preprocessing defaults then apply)."""
+        import json
+
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(str(path)), **kwargs)
+        from oryx_mllm.errors import ConfigError
+        from oryx_mllm.processing import options as opts
+
+        saved: dict = {}
+        config_file = Path(path) / PROCESSOR_CONFIG
+        if config_file.exists():
+            try:
+                saved = json.loads(config_file.read_text())
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{config_file} is not valid JSON: {exc}") from exc
+        parsed = {
+            "patch_size": saved.get("patch_size", 16),
+            "system": saved.get("system", DEFAULT_SYSTEM),
+            "image_options": opts.image_options_from_dict(saved.get("image_options")),
+            "video_options": opts.video_options_from_dict(saved.get("video_options")),
+            "multiview_options": opts.multiview_options_from_dict(saved.get("multiview_options")),
+        }
+        return cls(AutoTokenizer.from_pretrained(str(path)), **{**parsed, **kwargs})
+
+    def to_dict(self) -> dict:
+        from oryx_mllm.processing.options import options_to_dict
+
+        def maybe(o):
+            return options_to_dict(o) if o is not None else None
+
+        return {
+            "patch_size": self.patch_size,
+            "system": self.system,
+            "image_options": maybe(self.image_options),
+            "video_options": maybe(self.video_options),
+            "multiview_options": maybe(self.multiview_options),
+        }
 
     def save_pretrained(self, directory: str | Path) -> None:
+        """Tokenizer files + ``processor_config.json`` (the preprocessing options)."""
+        from oryx_mllm.checkpoint import atomic_save_json
+
         self.tokenizer.save_pretrained(str(directory))
+        atomic_save_json(self.to_dict(), Path(directory) / PROCESSOR_CONFIG)
 
     @property
     def eos_token_id(self) -> int:
