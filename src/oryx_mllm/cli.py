@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from importlib import resources
 from pathlib import Path
@@ -20,16 +21,51 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
+EXAMPLES = resources.files("oryx_mllm") / "assets" / "examples"
 
-def example_files() -> list[Path]:
-    """The example images bundled with the package."""
-    root = resources.files("oryx_mllm") / "assets" / "examples"
-    return sorted(Path(str(p)) for p in root.iterdir() if p.suffix in {".png", ".jpg"})
+
+def example_manifest() -> list[dict]:
+    """The bundled examples (``assets/examples/examples.json``) with absolute paths."""
+    root = Path(str(EXAMPLES))
+    items = json.loads((root / "examples.json").read_text())
+    for item in items:
+        for key in ("image", "video"):
+            if key in item:
+                item[key] = root / item[key]
+        if "views" in item:
+            item["views"] = [root / v for v in item["views"]]
+    return items
+
+
+def example_images() -> list[Path]:
+    return sorted(Path(str(EXAMPLES)).glob("*.png"))
 
 
 def _fail(exc: Exception) -> None:
     err_console.print(f"[bold red]error:[/] {exc}")
     raise typer.Exit(code=2)
+
+
+def _load_pipeline(model: Path | None, vision_tower: Path | None, dtype: str | None = None):
+    from oryx_mllm.pipeline import OryxPipeline
+
+    with console.status(f"loading {model or 'the embedded default model'}"):
+        return OryxPipeline.from_pretrained(
+            model, vision_tower=str(vision_tower) if vision_tower else None, torch_dtype=dtype
+        )
+
+
+def _describe_input(info) -> str:
+    w, h = info.original_size or (0, 0)
+    fh, fw = info.frame_size
+    if info.modality == "image":
+        return f"{w}x{h} image -> {fw}x{fh}"
+    kind = "views" if info.modality == "multiview" else "frames"
+    return f"{w}x{h}, {info.frames} {kind} at {fw}x{fh}"
+
+
+def _ratio(r: int) -> str:
+    return f"{r}x{r}" if r > 1 else "1x"
 
 
 def _encode_table(paths: list[Path], encoder_weights: Path | None, title: str) -> None:
@@ -68,16 +104,146 @@ def _encode_table(paths: list[Path], encoder_weights: Path | None, title: str) -
 
 
 @app.command()
-def demo() -> None:
-    """Encode the bundled example images at native resolution and show what OryxViT sees."""
-    try:
-        _encode_table(
-            example_files(),
-            None,
-            "OryxViT (small, randomly initialised) on the bundled examples, native resolution",
+def demo(
+    model: Path | None = typer.Option(
+        None, help="An Oryx model folder; default: the embedded model."
+    ),
+) -> None:
+    """Ask the model about the bundled examples: a document, a photo-like image, a short video,
+    a 1,000-frame long video and a multi-view scene."""
+    from oryx_mllm.pipeline import default_model_path
+
+    if model is None and not (default_model_path() / "config.json").exists():
+        console.print(
+            "[yellow]The embedded default model is not in this install; showing what OryxViT "
+            "sees instead (run `make tiny-model` to build it).[/]"
         )
+        _encode_table(example_images(), None, "OryxViT (small, random) on the bundled examples")
+        return
+    try:
+        pipe = _load_pipeline(model, None)
+        table = Table(title=f"Oryx demo ({model or 'embedded default model'})")
+        for col in ("example", "input", "compression", "visual tokens", "question"):
+            table.add_column(col, overflow="fold")
+        for col in ("answer", "expected", "latency"):
+            table.add_column(col, overflow="fold", style="bold" if col == "answer" else None)
+        for ex in example_manifest():
+            media = {k: ex[k] for k in ("image", "video", "views") if k in ex}
+            answer = pipe.ask(ex["question"], max_new_tokens=16, **media)
+            info = answer.inputs[0]
+            table.add_row(
+                ex["name"],
+                _describe_input(info),
+                _ratio(info.compression),
+                str(answer.visual_tokens),
+                ex["question"],
+                answer.text,
+                ex["expected"],
+                f"{answer.latency_s:.2f}s",
+            )
+        console.print(table)
     except OryxError as exc:
         _fail(exc)
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question to ask."),
+    image: list[Path] = typer.Option([], "--image", help="An image file (repeatable)."),
+    video: Path | None = typer.Option(None, "--video", help="A video file or a folder of frames."),
+    views: list[Path] = typer.Option([], "--views", help="Views of one 3D scene (repeatable)."),
+    compression: int | None = typer.Option(
+        None, help="Pooling ratio per input: 1 (all tokens), 2 (2x2), 4 (4x4)."
+    ),
+    max_visual_tokens: int | None = typer.Option(
+        None, help="Visual token budget: the smallest compression that fits is chosen."
+    ),
+    model: Path | None = typer.Option(
+        None, help="An Oryx model folder (released or ours); default: the embedded model."
+    ),
+    vision_tower: Path | None = typer.Option(
+        None, help="oryx_vit.pth, for released folders whose config points elsewhere."
+    ),
+    max_new_tokens: int = typer.Option(128, help="Longest answer in tokens."),
+    temperature: float = typer.Option(0.0, help="0 = greedy."),
+    seed: int | None = typer.Option(None, help="Seed for sampling."),
+    dtype: str | None = typer.Option(None, help="float32 | bfloat16 | float16."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of text."),
+) -> None:
+    """Ask a question about images, a video or a multi-view scene."""
+    import dataclasses
+
+    try:
+        pipe = _load_pipeline(model, vision_tower, dtype)
+        kwargs = dict(
+            image=list(image) or None,
+            video=video,
+            views=list(views) or None,
+            compression=compression,
+            max_visual_tokens=max_visual_tokens,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            seed=seed,
+        )
+        if as_json:
+            answer = pipe.ask(question, **kwargs)
+            print(json.dumps(dataclasses.asdict(answer), default=str))
+            return
+        answer = _ask_with_progress(pipe, question, kwargs, max_new_tokens)
+    except OryxError as exc:
+        _fail(exc)
+    console.print(answer.text)
+    parts = [
+        f"{_describe_input(i)} ({_ratio(i.compression)}, {i.visual_tokens} tokens)"
+        for i in answer.inputs
+    ]
+    err_console.print(
+        f"[dim]{'; '.join(parts) or 'text only'} | prompt {answer.prompt_tokens} tokens | "
+        f"{answer.completion_tokens} new tokens | {answer.latency_s:.2f}s[/]"
+    )
+
+
+def _ask_with_progress(pipe, question: str, kwargs: dict, max_new_tokens: int):
+    """Generate in a worker thread and show a progress bar fed by a token streamer."""
+    import threading
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from transformers.generation.streamers import BaseStreamer
+
+    class CountingStreamer(BaseStreamer):
+        def __init__(self):
+            self.new_tokens = 0
+            self.prompt_seen = False
+
+        def put(self, value):
+            if not self.prompt_seen:  # the first call carries the prompt
+                self.prompt_seen = True
+                return
+            self.new_tokens += int(value.numel())
+
+        def end(self):
+            pass
+
+    streamer = CountingStreamer()
+    result: dict = {}
+
+    def run() -> None:
+        try:
+            result["answer"] = pipe.ask(question, streamer=streamer, **kwargs)
+        except BaseException as exc:  # re-raised in the main thread
+            result["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    columns = (TextColumn("[bold]decoding"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, transient=True, console=err_console) as bar:
+        task = bar.add_task("decode", total=max_new_tokens)
+        worker.start()
+        while worker.is_alive():
+            bar.update(task, completed=streamer.new_tokens)
+            worker.join(0.1)
+    if "error" in result:
+        raise result["error"]
+    return result["answer"]
 
 
 @app.command()
@@ -115,9 +281,10 @@ def train(
         result = run_training(cfg)
     except OryxError as exc:
         _fail(exc)
+    final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     console.print(
-        f"trained {result.steps} steps; final loss {result.losses[-1] if result.losses else float('nan'):.4f}; "
-        f"skipped samples {result.skipped}; model saved to {result.final_model}"
+        f"trained {result.steps} steps; final loss {final}; skipped samples {result.skipped}; "
+        f"model saved to {result.final_model}"
     )
 
 

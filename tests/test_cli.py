@@ -1,0 +1,103 @@
+"""The `oryx` command line on a tiny random model folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from oryx_mllm.cli import app, example_manifest
+from oryx_mllm.pipeline import OryxPipeline
+from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
+from oryx_mllm.processing.processor import OryxProcessor
+from oryx_tiny import byte_tokenizer, tiny_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    tok = byte_tokenizer()
+    small = VideoOptions(min_pixels=64 * 64, max_pixels=64 * 64, multiple=64, long_multiple=64)
+    processor = OryxProcessor(
+        tok,
+        image_options=ImageOptions(lowres_pixels=1024, max_pixels=256 * 256),
+        video_options=small,
+        multiview_options=MultiViewOptions(frame=small),
+    )
+    pipe = OryxPipeline(tiny_model("qwen2", tok), processor)
+    folder = tmp_path_factory.mktemp("cli") / "model"
+    pipe.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def image_file(tmp_path):
+    path = tmp_path / "img.png"
+    Image.fromarray(np.full((64, 96, 3), 200, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_ask_json_reports_answer_and_visual_tokens(model_dir, image_file):
+    result = runner.invoke(
+        app,
+        ["ask", "What is it?", "--image", str(image_file), "--model", str(model_dir), "--json",
+         "--max-new-tokens", "4"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["visual_tokens"] == 3 + 2 * 3 + 4 * 7  # low 32x32 view + 64x96 native view
+    assert answer["inputs"][0]["compression"] == 1
+    assert answer["completion_tokens"] <= 4
+
+
+def test_ask_plain_text_with_progress(model_dir, image_file):
+    result = runner.invoke(
+        app,
+        ["ask", "What?", "--image", str(image_file), "--model", str(model_dir),
+         "--max-new-tokens", "3", "--compression", "2"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2x2" in result.output
+
+
+def test_ask_with_corrupt_image_gives_clear_error(model_dir, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = runner.invoke(app, ["ask", "x", "--image", str(bad), "--model", str(model_dir)])
+    assert result.exit_code == 2
+    assert "broken.png" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_ask_with_missing_model_folder(tmp_path):
+    result = runner.invoke(app, ["ask", "x", "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "no Oryx model" in result.output
+
+
+def test_bundled_examples_cover_every_modality():
+    examples = example_manifest()
+    kinds = {k for ex in examples for k in ("image", "video", "views") if k in ex}
+    assert kinds == {"image", "video", "views"}
+    for ex in examples:
+        for key in ("image", "video"):
+            if key in ex:
+                assert ex[key].exists()
+        for view in ex.get("views", []):
+            assert view.exists()
+
+
+def test_demo_runs_on_a_model_folder(model_dir, monkeypatch):
+    from rich.console import Console
+
+    import oryx_mllm.cli as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=300))
+    result = runner.invoke(app, ["demo", "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("document", "photo", "short video", "long video", "multi-view scene"):
+        assert name in result.output
