@@ -66,6 +66,26 @@ def _sdpa_segment(q, k, v):  # [n, H, D] -> [n, H, D]
     return out.transpose(0, 1)
 
 
+def _sdpa_runs(q, k, v, seqlens):
+    """SDPA once per run of consecutive equal-length segments (the frames of a video or the views
+    of a scene all have one size): each run is one batched call ``[m, H, n, D]`` instead of ``m``
+    calls, which removes the per-frame overhead that dominates for many small frames on CPU."""
+    outs, start, i = [], 0, 0
+    while i < len(seqlens):
+        n, j = seqlens[i], i
+        while j < len(seqlens) and seqlens[j] == n:
+            j += 1
+        m = j - i
+        qs, ks, vs = (
+            t[start : start + m * n].unflatten(0, (m, n)).transpose(1, 2) for t in (q, k, v)
+        )
+        out = F.scaled_dot_product_attention(qs, ks, vs)  # [m, H, n, D]
+        outs.append(out.transpose(1, 2).flatten(0, 1))
+        start += m * n
+        i = j
+    return torch.cat(outs, dim=0) if len(outs) > 1 else outs[0]
+
+
 def _math_segment(q, k, v):
     dtype = q.dtype
     q, k, v = (t.float().transpose(0, 1) for t in (q, k, v))  # [H, n, D]
@@ -101,7 +121,7 @@ def varlen_attention(
     if backend == "sdpa":
         if len(seqlens) == 1:
             return _sdpa_segment(q, k, v)
-        return _per_segment(q, k, v, seqlens, _sdpa_segment)
+        return _sdpa_runs(q, k, v, seqlens)
     if backend == "flash_attn":
         return _flash(q, k, v, seqlens)
     if backend == "math":
