@@ -7,7 +7,8 @@ of each segment and a token only attends to tokens of its own segment. One funct
 
 - ``"flash_attn"``: ``flash_attn_varlen_func`` with ``cu_seqlens`` (CUDA, fp16/bf16), as the
   released encoder was trained with.
-- ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per segment. Default on
+- ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per run of equal-length
+  segments (batched). Default on
   CPU; on 2 CPU cores it is several times faster than one call with a block-diagonal mask.
 - ``"sdpa_masked"``: one SDPA call over the whole pack with a block-diagonal boolean mask
   (kept for comparison and benchmarks; quadratic in the total length).
@@ -61,15 +62,12 @@ def _per_segment(q, k, v, seqlens, fn):
     return torch.cat(outs, dim=0)
 
 
-def _sdpa_segment(q, k, v):  # [n, H, D] -> [n, H, D]
-    out = F.scaled_dot_product_attention(q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1))
-    return out.transpose(0, 1)
-
-
 def _sdpa_runs(q, k, v, seqlens):
     """SDPA once per run of consecutive equal-length segments (the frames of a video or the views
     of a scene all have one size): each run is one batched call ``[m, H, n, D]`` instead of ``m``
-    calls, which removes the per-frame overhead that dominates for many small frames on CPU."""
+    calls, which removes the per-frame overhead that dominates for many small frames on CPU.
+    Inputs are always 4-D: with 3-D ``[H, n, D]`` inputs PyTorch's CPU SDPA takes a slow path
+    that materialises the ``n x n`` scores (measured: 2.9x slower, +4 GiB at 9,216 tokens)."""
     outs, start, i = [], 0, 0
     while i < len(seqlens):
         n, j = seqlens[i], i
@@ -99,10 +97,9 @@ def _sdpa_masked(q, k, v, seqlens):
         torch.tensor(list(seqlens), device=q.device),
     )
     mask = ids[:, None] == ids[None, :]  # [T, T] block diagonal
-    out = F.scaled_dot_product_attention(
-        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), attn_mask=mask
-    )
-    return out.transpose(0, 1)
+    q, k, v = (t.transpose(0, 1)[None] for t in (q, k, v))  # [1, H, T, D]
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    return out[0].transpose(0, 1)
 
 
 def _flash(q, k, v, seqlens):
@@ -119,8 +116,6 @@ def varlen_attention(
     """Block-diagonal self-attention over a packed ``[T, heads, head_dim]`` sequence."""
     seqlens = [int(n) for n in seqlens]
     if backend == "sdpa":
-        if len(seqlens) == 1:
-            return _sdpa_segment(q, k, v)
         return _sdpa_runs(q, k, v, seqlens)
     if backend == "flash_attn":
         return _flash(q, k, v, seqlens)
