@@ -1,0 +1,93 @@
+"""``oryx eval paper`` machinery on a tiny random model with tiny counts (fast)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from typer.testing import CliRunner
+
+from oryx_mllm.eval.paper import EXPERIMENTS, PaperConfig, run_paper
+from oryx_mllm.eval.paper.needle import uniform_indices
+from oryx_mllm.eval.paper.resolution import partition_tiles, rescale_to_area
+from oryx_mllm.pipeline import OryxPipeline
+
+TINY = dataclasses.replace(
+    PaperConfig.quick_config(),
+    needle_frame_counts=(100, 400),
+    needle_depths=(0.0, 1.0),
+    needle_oryx_frames=16,
+    needle_baseline_frames=4,
+    resolution_samples=2,
+    compression_short_samples=2,
+    compression_long_samples=1,
+    compression_long_frames=16,
+    multiview_samples=3,
+    efficiency_images=2,
+    efficiency_resolutions=(128,),
+    batch_size=4,
+)
+
+
+def test_helpers():
+    from PIL import Image
+
+    assert uniform_indices(5, 8) == [0, 1, 2, 3, 4]
+    assert uniform_indices(1600, 32)[0] == 0 and uniform_indices(1600, 32)[-1] == 1599
+    page = Image.new("RGB", (768, 448))
+    assert (
+        abs(rescale_to_area(page, 384).size[0] * rescale_to_area(page, 384).size[1] - 384**2) < 800
+    )
+    tiles = partition_tiles(page)  # round(448/384) = 1 row, round(768/384) = 2 cols + thumbnail
+    assert len(tiles) == 3 and all(t.size == (384, 384) for t in tiles)
+
+
+def test_run_paper_writes_every_table(tiny_model_dir, tmp_path):
+    pipe = OryxPipeline.from_pretrained(tiny_model_dir)
+    tables = run_paper(pipe, tmp_path, TINY, command="pytest")
+    assert [t.name for t in tables] == list(EXPERIMENTS)
+    for name in EXPERIMENTS:
+        data = json.loads((tmp_path / f"{name}.json").read_text())
+        assert data["rows"], name
+        assert (tmp_path / f"{name}.md").read_text().startswith("### ")
+    for name in ("needle", "resolution", "efficiency"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 1000
+    needle = json.loads((tmp_path / "needle.json").read_text())["data"]
+    assert needle["needle_hit_rate"]["oryx_4x4"] == 1.0  # the Oryx sampler always sees the needle
+    assert set(needle["accuracy"]) == {"baseline_32f", "oryx_4x4"}
+    comp = json.loads((tmp_path / "compression.json").read_text())["rows"]
+    for videos in ("short videos", "long videos"):
+        tokens = [r["visual tokens"] for r in comp if r["videos"] == videos]
+        assert tokens[0] > tokens[1] > tokens[2]  # 1x > 2x2 > 4x4
+    rows = json.loads((tmp_path / "resolution.json").read_text())["rows"]
+    assert [r["input policy"] for r in rows] == [
+        "native",
+        "fixed_384",
+        "fixed_768",
+        "partition_384",
+    ]
+    assert "summary.md" in {p.name for p in tmp_path.iterdir()}
+
+
+def test_cli_eval_paper_only(tiny_model_dir, tmp_path, monkeypatch):
+    from oryx_mllm import cli
+
+    monkeypatch.setattr(
+        "oryx_mllm.eval.paper.PaperConfig.quick_config", classmethod(lambda c: TINY)
+    )
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "eval",
+            "paper",
+            "--quick",
+            "--model",
+            str(tiny_model_dir),
+            "--out",
+            str(tmp_path),
+            "--only",
+            "correspondence",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "correspondence.md").exists() and (tmp_path / "summary.md").exists()
