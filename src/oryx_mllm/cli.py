@@ -288,5 +288,10 @@ def train(
     )
 
 
+# `oryx eval paper|lmms` (oryx_mllm/eval/cli.py)
+from oryx_mllm.eval.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,84 @@
+"""``oryx eval ...``: the paper's experiments and the lmms-eval benchmark command."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from oryx_mllm.errors import OryxError
+
+eval_app = typer.Typer(
+    help="Evaluate: the paper's experiments in miniature, real benchmarks via lmms-eval.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+@eval_app.command("paper")
+def paper(
+    quick: bool = typer.Option(False, "--quick", help="Small counts/grids: minutes on a CPU."),
+    out: Path = typer.Option(Path("paper_results"), "--out", help="Output folder."),
+    model: Path | None = typer.Option(
+        None, "--model", help="Oryx model folder; default: the embedded default model."
+    ),
+    only: list[str] = typer.Option(
+        [],
+        "--only",
+        help="Run only these experiments (repeatable): needle, resolution, "
+        "compression, correspondence, efficiency.",
+    ),  # fmt: skip
+) -> None:
+    """Reproduce the paper's experiments (needle heatmap, resolution, compression, coarse
+    correspondences, encoder efficiency) and write markdown + JSON + PNG to --out."""
+    from oryx_mllm.eval.paper import PaperConfig, run_paper
+    from oryx_mllm.pipeline import OryxPipeline
+
+    try:
+        pipe = OryxPipeline.from_pretrained(model)
+    except OryxError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(code=2) from exc
+    cfg = PaperConfig.quick_config() if quick else PaperConfig.full()
+    command = "oryx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    tables = run_paper(
+        pipe,
+        out,
+        cfg,
+        only=only or None,
+        command=command,
+        model_name=str(model) if model else "embedded default (oryx-tiny)",
+        progress=lambda name: console.print(f"[bold]running[/] {name} ..."),
+    )
+    for t in tables:
+        console.print(f"{t.name}: {t.seconds:.1f} s -> {out / (t.name + '.md')}")
+    console.print(f"summary: {out / 'summary.md'}")
+
+
+@eval_app.command("lmms")
+def lmms(
+    tasks: str = typer.Argument(
+        ..., help="lmms-eval task names, comma-separated (e.g. mmbench_en_dev)."
+    ),
+    model_args: str = typer.Option(
+        "", help="OryxLmms model args, e.g. pretrained=/models/Oryx-7B,compression=4"
+    ),
+    batch_size: int = typer.Option(1, help="Requests per batch."),
+    output_path: Path = typer.Option(Path("lmms_results"), help="lmms-eval --output_path."),
+    limit: int | None = typer.Option(None, help="Evaluate only the first N docs of each task."),
+) -> None:
+    """Run lmms-eval with the Oryx adapter (``lmms-eval --model oryx ...``; needs lmms-eval and the
+    benchmark datasets, which it downloads from the Hugging Face Hub)."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "oryx", "--tasks", tasks,
+           "--batch_size", str(batch_size), "--output_path", str(output_path), "--log_samples"]  # fmt: skip
+    if model_args:
+        cmd += ["--model_args", model_args]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
+    console.print("$ " + " ".join(shlex.quote(c) for c in cmd))
+    raise typer.Exit(code=subprocess.call(cmd))
