@@ -22,6 +22,7 @@ TINY = dataclasses.replace(
     compression_short_samples=2,
     compression_long_samples=1,
     compression_long_frames=16,
+    resolution_max_side=256,
     multiview_samples=3,
     efficiency_images=2,
     efficiency_resolutions=(128,),
@@ -61,6 +62,7 @@ def test_run_paper_writes_every_table(tiny_model_dir, tmp_path):
         assert tokens[0] > tokens[1] > tokens[2]  # 1x > 2x2 > 4x4
     rows = json.loads((tmp_path / "resolution.json").read_text())["rows"]
     assert [r["input policy"] for r in rows] == [
+        "processor default",
         "native",
         "fixed_384",
         "fixed_768",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,16 @@ class PaperConfig:
     needle_frame_counts: tuple[int, ...] = (100, 200, 400, 800, 1600)
     needle_depths: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     needle_samples: int = 3  # per (depth, frame count) cell
-    needle_oryx_frames: int | None = None  # None: the model's long-video max (VideoOptions)
+    needle_oryx_frames: int = 256  # the released models' long-video maximum
     needle_baseline_frames: int = 32
     needle_frame_size: int = 64
     # resolution (Fig. 3, Table 5a)
     resolution_samples: int = 48
+    resolution_max_side: int = 1024  # image cap (sqrt of max_pixels) while comparing policies
     # compression (Table 5b / 9)
     compression_short_samples: int = 32
     compression_long_samples: int = 24
-    compression_long_frames: int = 256
+    compression_long_frames: int | None = None  # None: the model's long-video max
     latency_samples: int = 3
     # coarse correspondences (Table 7b)
     multiview_samples: int = 48
@@ -63,10 +65,10 @@ class PaperConfig:
             needle_depths=(0.0, 0.5, 1.0),
             needle_samples=1,
             needle_oryx_frames=128,
+            resolution_max_side=768,
             resolution_samples=8,
             compression_short_samples=6,
             compression_long_samples=3,
-            compression_long_frames=128,
             latency_samples=1,
             multiview_samples=8,
             efficiency_images=4,
@@ -176,3 +178,36 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+@contextmanager
+def processor_options(pipe, image: dict | None = None, video: dict | None = None):
+    """Temporarily change the pipeline's preprocessing limits (restored on exit), e.g.
+    ``processor_options(pipe, video={"long_max_frames": 256})``. Multi-view frames follow the
+    video options."""
+    from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
+
+    proc = pipe.processor
+    saved = (proc.image_options, proc.video_options, proc.multiview_options)
+    try:
+        if image:
+            proc.image_options = replace(proc.image_options or ImageOptions(), **image)
+        if video:
+            proc.video_options = replace(proc.video_options or VideoOptions(), **video)
+            mv = proc.multiview_options or MultiViewOptions()
+            proc.multiview_options = replace(mv, frame=replace(mv.frame, **video))
+        yield proc
+    finally:
+        proc.image_options, proc.video_options, proc.multiview_options = saved
+
+
+def video_options(pipe):
+    from oryx_mllm.processing.options import VideoOptions
+
+    return pipe.processor.video_options or VideoOptions()
+
+
+def image_options(pipe):
+    from oryx_mllm.processing.options import ImageOptions
+
+    return pipe.processor.image_options or ImageOptions()

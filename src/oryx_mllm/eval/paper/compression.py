@@ -1,7 +1,7 @@
 """On-demand compression (paper Table 5b / Table 9): accuracy versus LLM cost at 1x, 2x2 and 4x4.
 
 The same held-out short videos (4-16 frames: direction, order, repetition, what-when) and long
-needle videos (``compression_long_frames`` frames, every frame given to the model) are answered
+needle videos (the model's long-video maximum of frames, every frame given to the model) are answered
 with the Dynamic Compressor forced to 1x (no pooling), 2x2 and 4x4. Reported per setting:
 exact-match accuracy, the LLM prompt length (prefill tokens, visual tokens included), the visual
 tokens alone, and the time to first token (preprocessing + vision encoder + compressor + LLM
@@ -20,6 +20,7 @@ from oryx_mllm.eval.paper.common import (
     answer_samples,
     mean,
     question_text,
+    video_options,
 )
 
 RATIOS = (1, 2, 4)
@@ -31,6 +32,7 @@ def _frames(sample) -> list:
 
 
 def run(pipe, cfg: PaperConfig) -> Table:
+    long_frames = cfg.compression_long_frames or video_options(pipe).long_max_frames
     sets = {
         "short videos": list(iter_task("short_videos", cfg.seed, cfg.compression_short_samples)),
         "long videos": list(
@@ -38,7 +40,7 @@ def run(pipe, cfg: PaperConfig) -> Table:
                 "long_videos",
                 cfg.seed,
                 cfg.compression_long_samples,
-                num_frames=cfg.compression_long_frames,
+                num_frames=long_frames,
                 frame_size=cfg.needle_frame_size,
             )
         ),
@@ -82,7 +84,8 @@ def run(pipe, cfg: PaperConfig) -> Table:
         notes=[
             f"{len(sets['short videos'])} short videos (mean {n_frames['short videos']:.1f} "
             f"frames) and {len(sets['long videos'])} long needle videos "
-            f"({cfg.compression_long_frames} frames each, all given to the model); held-out seed "
+            f"({long_frames} frames each: the model's long-video maximum unless configured, all "
+            "given to the model); held-out seed "
             f"{cfg.seed}; exact-match accuracy",
             f"time to first token: median of {cfg.latency_samples} single requests "
             "(max_new_tokens=1)",

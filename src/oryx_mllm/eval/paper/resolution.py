@@ -1,9 +1,11 @@
 """Native resolution versus fixed sizes versus dynamic partition (paper Fig. 3, Table 5a).
 
 Held-out synthetic documents (pages of 448-768 px with 6 x 11 px glyphs: codes, forms, bar charts,
-tables) are read by the same model under four input policies:
+tables) are read by the same model under the processor's own settings (``processor default``:
+e.g. the embedded model caps images at 320² pixels) and under four input policies, compared with
+the image cap raised to ``resolution_max_side``² so that the policy alone decides the size:
 
-- **native**: the page as it is (OryxViT at native resolution, the processor's own caps);
+- **native**: the page as it is (OryxViT at native resolution);
 - **fixed 384²** / **fixed 768²**: the page rescaled to 384² / 768² pixels *keeping its aspect
   ratio* (the paper's Fig. 3 protocol: "rescaled to specific overall number of pixels while
   maintaining the original aspect ratios"), then encoded like any image;
@@ -26,12 +28,15 @@ from oryx_mllm.eval.paper.common import (
     Table,
     accuracy,
     answer_samples,
+    image_options,
     mean,
+    processor_options,
     question_text,
 )
 
 TILE = 384
 POLICIES = ("native", "fixed_384", "fixed_768", "partition_384")
+DEFAULT = "processor default"
 
 
 def rescale_to_area(image: Image.Image, side: int) -> Image.Image:
@@ -54,7 +59,7 @@ def partition_tiles(image: Image.Image, tile: int = TILE) -> list[Image.Image]:
 
 
 def images_for(policy: str, image: Image.Image) -> list[Image.Image]:
-    if policy == "native":
+    if policy in ("native", DEFAULT):
         return [image]
     if policy == "fixed_384":
         return [rescale_to_area(image, 384)]
@@ -68,12 +73,15 @@ def images_for(policy: str, image: Image.Image) -> list[Image.Image]:
 def run(pipe, cfg: PaperConfig) -> Table:
     samples = list(iter_task("documents", cfg.seed, cfg.resolution_samples))
     rows, per_task = [], {}
-    for policy in POLICIES:
+    default_cap = image_options(pipe).max_pixels
+    raised = {"max_pixels": max(default_cap, cfg.resolution_max_side**2)}
+    for policy in (DEFAULT, *POLICIES):
 
         def message(s, policy=policy):
             return pipe.messages_for(question_text(s), image=images_for(policy, s.media))
 
-        scored = answer_samples(pipe, samples, message, cfg.batch_size, max_new_tokens=10)
+        with processor_options(pipe, image=None if policy == DEFAULT else raised):
+            scored = answer_samples(pipe, samples, message, cfg.batch_size, max_new_tokens=10)
         rows.append(
             {
                 "input policy": policy,
@@ -95,12 +103,14 @@ def run(pipe, cfg: PaperConfig) -> Table:
         notes=[
             f"{len(samples)} held-out documents (seed {cfg.seed}), pages "
             f"{min(min(z) for z in sizes)}-{max(max(z) for z in sizes)} px; exact-match accuracy",
+            f"processor default: the model's own image cap ({default_cap} pixels); the other "
+            f"rows raise the cap to {raised['max_pixels']} pixels so the policy decides the size",
             "fixed_N: aspect-preserving rescale to N² pixels; partition_384: 384² thumbnail + "
             "round(H/384) x round(W/384) tiles, each a separate image input",
             "per task: "
             + "; ".join(
                 f"{p}: " + ", ".join(f"{t.split('/')[1]} {a:.2f}" for t, a in per_task[p].items())
-                for p in POLICIES
+                for p in (DEFAULT, *POLICIES)
             ),
         ],  # fmt: skip
         data={"per_task": per_task},
@@ -117,7 +127,8 @@ def plot(table: Table, path) -> None:
     names = [r["input policy"] for r in table.rows]
     acc = [r["accuracy"] for r in table.rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bars = ax.bar(names, acc, color=["#2a7", "#999", "#bbb", "#79c"])
+    bars = ax.bar(names, acc, color=["#777", "#2a7", "#999", "#bbb", "#79c"][: len(names)])
+    ax.tick_params(axis="x", labelsize=7)
     ax.bar_label(bars, [f"{a:.2f}" for a in acc], fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("document accuracy")
