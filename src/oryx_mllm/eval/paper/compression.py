@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import statistics
 
-from oryx_mllm.data.synthetic import iter_task
 from oryx_mllm.eval.paper.common import (
     PaperConfig,
     Table,
@@ -22,6 +21,7 @@ from oryx_mllm.eval.paper.common import (
     question_text,
     video_options,
 )
+from oryx_mllm.eval.paper.samples import held_out
 
 RATIOS = (1, 2, 4)
 
@@ -34,15 +34,13 @@ def _frames(sample) -> list:
 def run(pipe, cfg: PaperConfig) -> Table:
     long_frames = cfg.compression_long_frames or video_options(pipe).long_max_frames
     sets = {
-        "short videos": list(iter_task("short_videos", cfg.seed, cfg.compression_short_samples)),
-        "long videos": list(
-            iter_task(
-                "long_videos",
-                cfg.seed,
-                cfg.compression_long_samples,
-                num_frames=long_frames,
-                frame_size=cfg.needle_frame_size,
-            )
+        "short videos": held_out("short_videos", cfg.seed, cfg.compression_short_samples),
+        "long videos": held_out(
+            "long_videos",
+            cfg.seed,
+            cfg.compression_long_samples,
+            num_frames=long_frames,
+            frame_size=cfg.needle_frame_size,
         ),
     }
     rows = []

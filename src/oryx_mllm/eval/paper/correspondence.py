@@ -9,7 +9,6 @@ same object in every view, drawn by the preprocessing from the scene's ``mark_po
 
 from __future__ import annotations
 
-from oryx_mllm.data.synthetic import iter_task
 from oryx_mllm.eval.paper.common import (
     PaperConfig,
     Table,
@@ -18,10 +17,11 @@ from oryx_mllm.eval.paper.common import (
     mean,
     question_text,
 )
+from oryx_mllm.eval.paper.samples import held_out
 
 
 def run(pipe, cfg: PaperConfig) -> Table:
-    samples = list(iter_task("multiview_scenes", cfg.seed, cfg.multiview_samples))
+    samples = held_out("multiview_scenes", cfg.seed, cfg.multiview_samples)
     tasks = sorted({s.task for s in samples})
     rows = []
     for marked in (False, True):

@@ -14,15 +14,14 @@ The frames are sampled here and handed to the processor as a frame list, with it
 raised for the run so that it keeps them all (a model trained with fewer long-video frames, like
 the embedded one with 32, is thereby asked to generalise to ``F`` frames).
 
-The needle lasts ``ceil(N / F)`` consecutive frames, so the Oryx sampler always catches at least
-one needle frame: what is tested is whether a single strongly-compressed frame among ``F``
+The needle lasts ``needle_span(N, F)`` consecutive frames (the rule of
+:mod:`oryx_mllm.eval.synthetic`: the gap between uniform picks plus one), so the Oryx sampler
+always catches at least one needle frame: what is tested is whether a single strongly-compressed frame among ``F``
 survives, not sampler luck. The 32-frame baseline catches it only when one of its 32 samples
 lands on it (about ``32 / F`` of the time), which is the information loss the paper describes.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -37,6 +36,7 @@ from oryx_mllm.eval.paper.common import (
     question_text,
     video_options,
 )
+from oryx_mllm.eval.paper.samples import needle_span
 
 ARMS = ("baseline_32f", "oryx_4x4")
 
@@ -68,7 +68,7 @@ def _run(pipe, cfg: PaperConfig, F: int) -> Table:
     hits: dict[str, list[bool]] = {a: [] for a in ARMS}
     k = 0
     for n in cfg.needle_frame_counts:
-        span = max(1, math.ceil(n / F))
+        span = needle_span(n, F)
         for depth in cfg.needle_depths:
             samples = []
             for _ in range(cfg.needle_samples):
@@ -120,7 +120,7 @@ def _run(pipe, cfg: PaperConfig, F: int) -> Table:
         f"Oryx {mean(cost['oryx_4x4']):.0f}",
         "fraction of videos where a sampled frame shows the needle: baseline "
         f"{mean(hits['baseline_32f']):.3f}, Oryx {mean(hits['oryx_4x4']):.3f} "
-        f"(needle span ceil(N/{F}) frames)",
+        f"(needle span: needle_span(N, {F}) frames)",
         f"{cfg.needle_samples} sample(s) per cell (tasks {', '.join(tasks)}), "
         f"{cfg.needle_frame_size}px frames, held-out seed {cfg.seed}",
     ]

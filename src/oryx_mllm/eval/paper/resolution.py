@@ -1,14 +1,15 @@
 """Native resolution versus fixed sizes versus dynamic partition (paper Fig. 3, Table 5a).
 
-Held-out synthetic documents (pages of 448-768 px with 6 x 11 px glyphs: codes, forms, bar charts,
-tables) are read by the same model under the processor's own settings (``processor default``:
+Held-out synthetic documents (6 x 11 px glyphs: codes, forms, bar charts, tables; generated with
+the page sizes the model was trained on, see :mod:`oryx_mllm.eval.synthetic`) are read by the same model under the processor's own settings (``processor default``:
 e.g. the embedded model caps images at 320² pixels) and under four input policies, compared with
 the image cap raised to ``resolution_max_side``² so that the policy alone decides the size:
 
 - **native**: the page as it is (OryxViT at native resolution);
-- **fixed 384²** / **fixed 768²**: the page rescaled to 384² / 768² pixels *keeping its aspect
-  ratio* (the paper's Fig. 3 protocol: "rescaled to specific overall number of pixels while
-  maintaining the original aspect ratios"), then encoded like any image;
+- **fixed N²** (N in ``resolution_fixed_sides``: 384 and 768 like the paper, plus 160, which is
+  to the embedded model's 320² cap what 384² is to the released models' larger inputs): the page
+  rescaled to N² pixels *keeping its aspect ratio* (the paper's Fig. 3 protocol: "rescaled to
+  specific overall number of pixels while maintaining the original aspect ratios");
 - **partition 384²**: LLaVA-OneVision-style AnyRes -- a 384 x 384 thumbnail of the whole page
   plus ``rows x cols`` 384 x 384 tiles (``rows = max(1, round(H / 384))``, likewise ``cols``, the
   same rule as ``benchmarks/vit_throughput.py``), **each given to the model as a separate image
@@ -22,7 +23,6 @@ import math
 
 from PIL import Image
 
-from oryx_mllm.data.synthetic import iter_task
 from oryx_mllm.eval.paper.common import (
     PaperConfig,
     Table,
@@ -33,9 +33,9 @@ from oryx_mllm.eval.paper.common import (
     processor_options,
     question_text,
 )
+from oryx_mllm.eval.paper.samples import held_out
 
 TILE = 384
-POLICIES = ("native", "fixed_384", "fixed_768", "partition_384")
 DEFAULT = "processor default"
 
 
@@ -58,24 +58,28 @@ def partition_tiles(image: Image.Image, tile: int = TILE) -> list[Image.Image]:
     return tiles
 
 
+def policies(cfg: PaperConfig) -> list[str]:
+    return ["native", *(f"fixed_{n}" for n in cfg.resolution_fixed_sides), f"partition_{TILE}"]
+
+
 def images_for(policy: str, image: Image.Image) -> list[Image.Image]:
+    """The image input(s) of ``policy`` (``native``, ``fixed_N``, ``partition_384``)."""
     if policy in ("native", DEFAULT):
         return [image]
-    if policy == "fixed_384":
-        return [rescale_to_area(image, 384)]
-    if policy == "fixed_768":
-        return [rescale_to_area(image, 768)]
-    if policy == "partition_384":
-        return partition_tiles(image)
+    kind, _, side = policy.partition("_")
+    if kind == "fixed":
+        return [rescale_to_area(image, int(side))]
+    if kind == "partition":
+        return partition_tiles(image, int(side))
     raise ValueError(f"unknown policy {policy!r}")
 
 
 def run(pipe, cfg: PaperConfig) -> Table:
-    samples = list(iter_task("documents", cfg.seed, cfg.resolution_samples))
+    samples = held_out("documents", cfg.seed, cfg.resolution_samples)
     rows, per_task = [], {}
     default_cap = image_options(pipe).max_pixels
     raised = {"max_pixels": max(default_cap, cfg.resolution_max_side**2)}
-    for policy in (DEFAULT, *POLICIES):
+    for policy in (DEFAULT, *policies(cfg)):
 
         def message(s, policy=policy):
             return pipe.messages_for(question_text(s), image=images_for(policy, s.media))
@@ -110,7 +114,7 @@ def run(pipe, cfg: PaperConfig) -> Table:
             "per task: "
             + "; ".join(
                 f"{p}: " + ", ".join(f"{t.split('/')[1]} {a:.2f}" for t, a in per_task[p].items())
-                for p in (DEFAULT, *POLICIES)
+                for p in (DEFAULT, *policies(cfg))
             ),
         ],  # fmt: skip
         data={"per_task": per_task},
@@ -127,7 +131,8 @@ def plot(table: Table, path) -> None:
     names = [r["input policy"] for r in table.rows]
     acc = [r["accuracy"] for r in table.rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bars = ax.bar(names, acc, color=["#777", "#2a7", "#999", "#bbb", "#79c"][: len(names)])
+    colors = ["#777", "#2a7"] + ["#aaa"] * (len(names) - 3) + ["#79c"]
+    bars = ax.bar(names, acc, color=colors[: len(names)])
     ax.tick_params(axis="x", labelsize=7)
     ax.bar_label(bars, [f"{a:.2f}" for a in acc], fontsize=8)
     ax.set_ylim(0, 1)
