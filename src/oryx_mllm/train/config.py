@@ -50,6 +50,11 @@ class DataSpec:
     image: dict[str, Any] = field(default_factory=dict)  # ImageOptions overrides
     video: dict[str, Any] = field(default_factory=dict)  # VideoOptions overrides
     max_skip_attempts: int = 8
+    # Sort samples of a modality by estimated length within mega-batches (less padding). With
+    # short synthetic QA this clusters batches by question template, i.e. by task: small models
+    # then chase one task's answer prior per step. False = each batch is a random draw within its
+    # modality.
+    group_by_length: bool = True
 
 
 @dataclass
@@ -118,6 +123,8 @@ class TrainConfig:
     resume: str | None = "auto"  # auto (latest in output_dir) | a checkpoint folder | null
     report_to: list[str] = field(default_factory=lambda: ["jsonl", "tensorboard"])
     progress: bool = True
+    # Several stages in one recipe (see :func:`stage_configs`); empty = a single-stage recipe.
+    stages: list[dict] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for name, cls in (
@@ -140,8 +147,80 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
+        for i, st in enumerate(self.stages):
+            if not isinstance(st, dict) or not st.get("name"):
+                raise ConfigError(f"stages[{i}] must be a mapping with a 'name'")
+            bad = sorted(set(st) - STAGE_KEYS)
+            if bad:
+                raise ConfigError(
+                    f"stages[{i}] ({st['name']}): keys {bad} not in {sorted(STAGE_KEYS)}"
+                )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# Keys a stage of a multi-stage recipe may set. ``data``, ``stage`` and ``optim`` are merged key by
+# key over the recipe's top-level sections; the others replace the top-level value.
+STAGE_KEYS = frozenset(
+    {
+        "name",
+        "data",
+        "stage",
+        "optim",
+        "per_device_batch_size",
+        "gradient_accumulation_steps",
+        "epochs",
+        "max_steps",
+        "mixed_precision",
+        "gradient_checkpointing",
+        "save_steps",
+        "seed",
+    }
+)
+_MERGED = ("data", "stage", "optim")
+
+
+def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
+    """Expand a multi-stage recipe into one single-stage :class:`TrainConfig` per stage.
+
+    Policy (the paper trains in stages, each starting from the previous stage's weights):
+
+    - stage ``i`` writes to ``output_dir/<name>``; stage 0 builds the model from ``model``, stage
+      ``i > 0`` loads ``output_dir/<name of stage i-1>/final``;
+    - ``data``, ``stage`` and ``optim`` of a stage are merged key by key over the top-level
+      sections (so a stage only states what changes); other keys replace the top-level value;
+    - ``resume`` applies per stage (``auto`` continues an interrupted stage from its checkpoint).
+
+    A recipe without ``stages`` is returned as the single config it is.
+    """
+    if not cfg.stages:
+        return [cfg]
+    base = cfg.to_dict()
+    base.pop("stages")
+    out: list[TrainConfig] = []
+    prev: str | None = None
+    for st in cfg.stages:
+        d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
+        for key, value in st.items():
+            if key == "name":
+                continue
+            if key in _MERGED:
+                d[key] = {**d[key], **value}
+            else:
+                d[key] = value
+        if d["stage"].get("lora") is not None and not isinstance(d["stage"]["lora"], dict):
+            d["stage"]["lora"] = dataclasses.asdict(d["stage"]["lora"])
+        if "name" not in st.get("stage", {}):  # the stage's own name unless stage.name is given
+            d["stage"]["name"] = st["name"]
+        d["output_dir"] = str(Path(cfg.output_dir) / st["name"])
+        if prev is not None:
+            d["model"] = {**d["model"], "path": str(Path(prev) / "final")}
+            d["model"].update(vision_config=None, llm_config=None, llm=None, vision_tower=None)
+            d["model"]["tokenizer"] = None
+        out.append(TrainConfig(**d))
+        prev = d["output_dir"]
+    return out
 
 
 def _build(cls, data: dict, where: str):

@@ -33,7 +33,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from oryx_mllm.errors import CheckpointError, ConfigError
-from oryx_mllm.train.config import TrainConfig
+from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
 from oryx_mllm.train.stages import apply_stage, trainable_groups
@@ -210,7 +210,46 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
-    """Run the recipe. ``model``/``tokenizer`` may be passed in (tests, notebooks)."""
+    """Run the recipe. ``model``/``tokenizer`` may be passed in (tests, notebooks).
+
+    A multi-stage recipe (``stages:``) runs its stages in order (see
+    :func:`~oryx_mllm.train.config.stage_configs`); the last stage's final model is copied to
+    ``output_dir/final`` and the returned result is the last stage's, with ``steps`` and
+    ``losses`` summed/concatenated over all stages.
+    """
+    if cfg.stages:
+        return _train_stages(cfg, model, tokenizer)
+    return _train_one(cfg, model, tokenizer)
+
+
+def _train_stages(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
+    configs = stage_configs(cfg)
+    steps, losses, skipped, timings = 0, [], 0, {}
+    result = TrainResult(steps=0)
+    for i, sub in enumerate(configs):
+        t0 = time.perf_counter()
+        result = _train_one(sub, model if i == 0 else None, tokenizer if i == 0 else None)
+        timings[Path(sub.output_dir).name] = round(time.perf_counter() - t0, 1)
+        steps, skipped = steps + result.steps, skipped + result.skipped
+        losses += result.losses
+    output_dir = Path(cfg.output_dir)
+    final = output_dir / "final"
+    if result.final_model is not None:  # main process
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.copytree(result.final_model, final)
+        summary = {
+            "stages": [Path(c.output_dir).name for c in configs],
+            "seconds": timings,
+            "steps": steps,
+        }
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        result.final_model = str(final)
+    result.steps, result.losses, result.skipped = steps, losses, skipped
+    result.output_dir = str(output_dir)
+    return result
+
+
+def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
@@ -254,6 +293,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         world_size=world,
         rank=accelerator.process_index,
         seed=cfg.seed,
+        megabatch_mult=8 if cfg.data.group_by_length else 1,
     )
     steps_per_epoch = sampler.samples_per_epoch // (step_batch * world)
     total_steps = cfg.max_steps or steps_per_epoch * cfg.epochs
@@ -374,6 +414,7 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         final = output_dir / "final"
         unwrapped = model_unwrapped(accelerator.unwrap_model(model))
         _save_final(unwrapped, tokenizer, final)
+        _save_processor_config(cfg, tokenizer, unwrapped.config.patch_size, final)
         result.final_model = str(final)
         (output_dir / "summary.json").write_text(
             json.dumps(
@@ -400,6 +441,22 @@ def _save_final(model, tokenizer, final: Path) -> None:
     if hasattr(model.language_model, "merge_and_unload"):  # peft: fold LoRA into the weights
         model.language_model = model.language_model.merge_and_unload()
     model.save_pretrained(final, tokenizer=tokenizer)
+
+
+def _save_processor_config(cfg: TrainConfig, tokenizer, patch_size: int, final: Path) -> None:
+    """``processor_config.json`` with the preprocessing options the model was trained with, so
+    :class:`~oryx_mllm.pipeline.OryxPipeline` preprocesses like training did."""
+    from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
+    from oryx_mllm.processing.processor import OryxProcessor
+
+    video = VideoOptions(**cfg.data.video)
+    OryxProcessor(
+        tokenizer,
+        patch_size=patch_size,
+        image_options=ImageOptions(**cfg.data.image),
+        video_options=video,
+        multiview_options=MultiViewOptions(frame=video),
+    ).save_pretrained(final)
 
 
 class _Progress:

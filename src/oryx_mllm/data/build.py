@@ -1,0 +1,245 @@
+"""Materialise a synthetic curriculum split on disk as Oryx JSON records plus media.
+
+The training engine reads the LLaVA / Oryx JSON format (:mod:`oryx_mllm.train.records`); this
+module turns :func:`oryx_mllm.data.synthetic.iter_tasks` streams into that format so that
+``oryx train`` can train the embedded tiny model from files, like any other model.
+
+Layout of ``out_dir`` (a few thousand samples take tens of MB)::
+
+    <name>.json            the records, one per sample (``id``, media key, ``conversations``,
+                           plus ``task``, ``family``, ``answer`` and, for scenes, ``marks``)
+    <name>_images.bin      PNG images (documents, objects), as patch references
+    <name>_frames.bin      PNG frames of short and long videos (one reference per video)
+    <name>_views.bin       PNG views of multi-view scenes (one reference per scene)
+    tokenizer/             the curriculum tokenizer (:func:`oryx_mllm.data.tokenizer.build_tokenizer`)
+
+Policy:
+
+- **Long videos** are stored as ``long_frames`` frames picked uniformly from the ``N``-frame
+  needle video (``index = floor(k * N / F)``), with ``needle_span = ceil(N / F)`` so the needle is
+  always among the stored frames (the needle task is about finding one frame among many, not
+  about the sampler missing it). Records use the ``video_long`` key (4x4 compression).
+- **Multi-view scenes**: a deterministic fraction ``marks_fraction`` of the scenes get
+  coarse-correspondence marks drawn (:func:`~oryx_mllm.processing.multiview.
+  draw_correspondence_marks` on ``meta["mark_points"]``); ``"marks": true`` is recorded. Training on
+  both lets evaluation compare "with vs without marks" on one model.
+- **Determinism**: samples come from ``(seed, task, index)`` only; PNG encoding is lossless and
+  fixed, so the same arguments give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from oryx_mllm.data.synthetic import SyntheticSample, check_seed, iter_tasks, split_seed
+from oryx_mllm.train.patchfile import PatchFileWriter
+
+# Small document pages for the tiny model: native-resolution reading with ~11 px glyphs at a
+# visual-token cost a 2-core CPU can train on (a 256 px page is 16 x 16 patches).
+TINY_PAGE_SIDES: tuple[int, ...] = (256, 288, 320)
+
+
+@dataclass
+class BuildOptions:
+    """How samples become files (see the module docstring for the policy)."""
+
+    long_frames: int = 32  # frames stored per long video (= what the model sees)
+    marks_fraction: float = 0.5  # share of multi-view scenes drawn with correspondence marks
+    task_kwargs: dict[str, dict] = field(default_factory=dict)  # per task/family generator kwargs
+
+
+def family_of(task: str) -> str:
+    """``"objects/count"`` -> ``"objects"``; multi-view tasks belong to ``multiview_scenes``."""
+    head = task.split("/", 1)[0]
+    return "multiview_scenes" if head == "multiview" else head
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+def long_video_indices(num_frames: int, sampled: int) -> list[int]:
+    """``sampled`` frame indices spread uniformly over ``num_frames`` (``floor(k * N / F)``);
+    consecutive picks are at most ``ceil(N / F)`` apart."""
+    sampled = min(sampled, num_frames)
+    return [int(k * num_frames // sampled) for k in range(sampled)]
+
+
+def long_video_span(num_frames: int, sampled: int) -> int:
+    """The smallest needle span that :func:`long_video_indices` can never miss."""
+    return max(1, math.ceil(num_frames / sampled))
+
+
+def has_marks(sample_id: str, fraction: float) -> bool:
+    """Deterministic per-sample coin flip (by the sample's index) for drawing marks."""
+    if fraction <= 0:
+        return False
+    if fraction >= 1:
+        return True
+    index = int(sample_id.rsplit(":", 1)[1])
+    rng = np.random.default_rng(np.random.SeedSequence([index, 0x3A12C]))
+    return bool(rng.random() < fraction)
+
+
+def marked_views(sample: SyntheticSample) -> list[Image.Image]:
+    """The scene's views with coarse-correspondence marks drawn on them."""
+    from oryx_mllm.processing.multiview import draw_correspondence_marks
+
+    return draw_correspondence_marks(sample.media, points=sample.meta["mark_points"])
+
+
+def _conversation(question: str, answer: str) -> list[dict]:
+    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+
+
+def default_task_kwargs(long_frames: int) -> dict[str, dict]:
+    """Generator kwargs of the tiny curriculum: small pages for the two text-reading tasks."""
+    del long_frames  # long videos get their span per sample (it depends on N)
+    return {
+        "documents/line_code": {"page_sides": TINY_PAGE_SIDES},
+        "documents/key_lookup": {"page_sides": TINY_PAGE_SIDES},
+    }
+
+
+def build_split(
+    out_dir: str | Path,
+    counts: dict[str, int],
+    *,
+    split: str = "train",
+    seed: int | None = None,
+    name: str | None = None,
+    options: BuildOptions | None = None,
+) -> Path:
+    """Write ``counts`` samples (task or family name -> count) of ``split`` to ``out_dir``.
+
+    ``seed`` defaults to the split's first base seed (0 for train, 1_000_000 for test) and is
+    checked against the split convention. Returns the path of the JSON file (``<name>.json``,
+    ``name`` defaulting to ``split``).
+    """
+    opt = options or BuildOptions()
+    seed = split_seed(split) if seed is None else seed
+    check_seed(seed, split)
+    name = name or split
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in ("images", "frames", "views"):  # writers append: start from empty files
+        (out / f"{name}_{suffix}.bin").unlink(missing_ok=True)
+    task_kwargs = {**default_task_kwargs(opt.long_frames), **opt.task_kwargs}
+    writers = {
+        s: PatchFileWriter(out / f"{name}_{s}.bin", ref_path=f"{name}_{s}.bin")
+        for s in ("images", "frames", "views")
+    }
+    records = []
+    try:
+        for sample in _samples(counts, seed, task_kwargs, opt.long_frames):
+            records.append(_record(sample, writers, opt))
+    finally:
+        for w in writers.values():
+            w.close()
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(records) + "\n")
+    return path
+
+
+def _samples(counts, seed, task_kwargs, long_frames):
+    """The split's samples; long videos get ``num_frames`` drawn here and a matching span."""
+    for sample in iter_tasks(counts, seed, task_kwargs=task_kwargs):
+        if sample.modality == "video_long":
+            n = len(sample.media)
+            span = long_video_span(n, long_frames)
+            if sample.media.needle_span < span:  # regenerate with a span that survives
+                from oryx_mllm.data.synthetic import generate
+
+                _, _, index = sample.id.rsplit(":", 2)
+                kw = {**task_kwargs.get(sample.task, {}), "num_frames": n, "needle_span": span}
+                sample = generate(sample.task, seed, int(index), **kw)
+        yield sample
+
+
+def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: BuildOptions):
+    rec: dict = {"id": sample.id}
+    extra: dict = {"task": sample.task, "family": family_of(sample.task), "answer": sample.answer}
+    if sample.modality == "image":
+        rec["image"] = writers["images"].append(png_bytes(sample.media))
+    elif sample.modality == "video":
+        rec["video"] = writers["frames"].append([png_bytes(f) for f in sample.media])
+    elif sample.modality == "video_long":
+        idx = long_video_indices(len(sample.media), opt.long_frames)
+        rec["video_long"] = writers["frames"].append(
+            [png_bytes(sample.media.frame(i)) for i in idx]
+        )
+        extra["num_frames"] = len(sample.media)
+    elif sample.modality == "multiview":
+        marks = has_marks(sample.id, opt.marks_fraction)
+        views = marked_views(sample) if marks else sample.media
+        rec["views"] = [writers["views"].append([png_bytes(v) for v in views])]
+        extra["marks"] = marks
+    else:
+        raise ValueError(f"unknown modality {sample.modality!r}")
+    rec["conversations"] = _conversation(sample.question, sample.answer)
+    rec.update(extra)
+    return rec
+
+
+def save_tokenizer(out_dir: str | Path) -> Path:
+    """The curriculum tokenizer (deterministic) in ``out_dir/tokenizer``."""
+    from oryx_mllm.data.tokenizer import build_tokenizer
+
+    path = Path(out_dir) / "tokenizer"
+    build_tokenizer().save_pretrained(path)
+    return path
+
+
+def parse_counts(items: Sequence[str]) -> dict[str, int]:
+    """``["objects=800", "documents/line_code=200"]`` -> ``{"objects": 800, ...}``."""
+    out: dict[str, int] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"count {item!r} is not of the form task_or_family=N")
+        out[key] = int(value)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m oryx_mllm.data.build", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("out_dir")
+    parser.add_argument("--split", default="train", choices=("train", "test"))
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--name", default=None, help="file stem (default: the split)")
+    parser.add_argument("--counts", nargs="+", required=True, help="task_or_family=N ...")
+    parser.add_argument("--long-frames", type=int, default=32)
+    parser.add_argument("--marks-fraction", type=float, default=0.5)
+    parser.add_argument("--tokenizer", action="store_true", help="also write out_dir/tokenizer")
+    args = parser.parse_args(argv)
+    opt = BuildOptions(long_frames=args.long_frames, marks_fraction=args.marks_fraction)
+    path = build_split(
+        args.out_dir,
+        parse_counts(args.counts),
+        split=args.split,
+        seed=args.seed,
+        name=args.name,
+        options=opt,
+    )
+    n = len(json.loads(path.read_text()))
+    print(f"wrote {n} records to {path}")
+    if args.tokenizer:
+        print(f"wrote tokenizer to {save_tokenizer(args.out_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
