@@ -123,11 +123,12 @@ def demo(
     try:
         pipe = _load_pipeline(model, None)
         table = Table(title=f"Oryx demo ({model or 'embedded default model'})")
-        for col in ("example", "input", "compression", "visual tokens", "question"):
+        for col in ("example", "input", "compression", "visual tokens"):
             table.add_column(col, overflow="fold")
         for col in ("answer", "expected", "latency"):
             table.add_column(col, overflow="fold", style="bold" if col == "answer" else None)
-        for ex in example_manifest():
+        examples = example_manifest()
+        for ex in examples:
             media = {k: ex[k] for k in ("image", "video", "views") if k in ex}
             answer = pipe.ask(ex["question"], max_new_tokens=16, **media)
             info = answer.inputs[0]
@@ -136,12 +137,13 @@ def demo(
                 _describe_input(info),
                 _ratio(info.compression),
                 str(answer.visual_tokens),
-                ex["question"],
                 answer.text,
                 ex["expected"],
                 f"{answer.latency_s:.2f}s",
             )
         console.print(table)
+        for ex in examples:
+            console.print(f"[dim]{ex['name']}: {ex['question']}[/]")
     except OryxError as exc:
         _fail(exc)
 
