@@ -32,8 +32,10 @@ def paper(
         "compression, correspondence, efficiency.",
     ),  # fmt: skip
 ) -> None:
-    """Reproduce the paper's experiments (needle heatmap, resolution, compression, coarse
-    correspondences, encoder efficiency) and write markdown + JSON + PNG to --out."""
+    """Run the paper's experiments in miniature; write markdown + JSON + PNG to --out.
+
+    Needle heatmap, resolution, compression, coarse correspondences, encoder efficiency.
+    """
     from oryx_mllm.eval.paper import PaperConfig, run_paper
     from oryx_mllm.pipeline import OryxPipeline
 
@@ -70,8 +72,10 @@ def lmms(
     output_path: Path = typer.Option(Path("lmms_results"), help="lmms-eval --output_path."),
     limit: int | None = typer.Option(None, help="Evaluate only the first N docs of each task."),
 ) -> None:
-    """Run lmms-eval with the Oryx adapter (``lmms-eval --model oryx ...``; needs lmms-eval and the
-    benchmark datasets, which it downloads from the Hugging Face Hub)."""
+    """Run lmms-eval benchmarks with the Oryx adapter (lmms-eval --model oryx).
+
+    Needs lmms-eval and the benchmark datasets (downloaded by lmms-eval from the Hugging Face Hub).
+    """
     import subprocess
 
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "oryx", "--tasks", tasks,
