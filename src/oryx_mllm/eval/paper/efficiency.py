@@ -161,6 +161,12 @@ def run(pipe, cfg: PaperConfig) -> Table:
             "a warm-up (functions of benchmarks/vit_throughput.py)",
             "memory: one square image per point, fresh process each; CPU numbers are peak RSS "
             "(runtime + weights included), 'forward' is the increase during the forward pass",
+            "forward MiB by side (native / partition): "
+            + "; ".join(
+                f"{r}²: "
+                + " / ".join(f"{m['forward_extra_mib']:.1f}" for m in mem if m["resolution"] == r)
+                for r in cfg.efficiency_resolutions
+            ),
         ],
         data={"throughput": tp, "memory": mem, "vision_config": vision_config},
     )
