@@ -10,18 +10,14 @@ OUT=runs/tiny/train
 ASSET=src/oryx_mllm/assets/oryx-tiny
 
 rm -rf "$DATA" "$OUT"
-# stage A: images (objects), base seed 0
+# stage A: images (objects + small document pages), base seed 0
 $PY -m oryx_mllm.data.build "$DATA" --split train --seed 0 --name stage_a --tokenizer \
-  --counts objects=1600
-# stage B: all modalities, base seeds 1 and 2 (no sample shared with stage A); half the scenes
-# drawn with correspondence marks
+  --counts objects=1600 documents/line_code=300 documents/key_lookup=300
+# stage B: all modalities, base seed 1 (no sample shared with stage A); half the scenes drawn
+# with correspondence marks
 $PY -m oryx_mllm.data.build "$DATA" --split train --seed 1 --name stage_b --marks-fraction 0.5 \
   --long-frames 32 \
   --counts objects=600 documents/line_code=100 documents/key_lookup=100 short_videos=1500 \
-  long_videos=800 multiview_scenes=1100
-$PY -m oryx_mllm.data.build "$DATA" --split train --seed 2 --name stage_b2 --marks-fraction 0.5 \
-  --long-frames 32 \
-  --counts objects=800 documents/line_code=100 documents/key_lookup=100 short_videos=1500 \
   long_videos=800 multiview_scenes=1100
 
 start=$(date +%s)
