@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format clean-venv
+.PHONY: demo test lint format clean-venv tiny-model
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,8 @@ format: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Retrain the embedded default model from scratch on CPU (data, train, eval, install); see
+# docs/default_model.md.
+tiny-model: $(STAMP)
+	scripts/build_tiny_model.sh
