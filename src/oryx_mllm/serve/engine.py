@@ -1,0 +1,278 @@
+"""Dynamic batching: one worker thread owns the model and runs queued requests as batches.
+
+Requests wait in a bounded queue (:class:`~.errors.QueueFullError` beyond ``max_queue``). The
+worker takes the oldest request, gathers compatible ones (same generation settings) for up to
+``batch_wait_ms`` or until ``max_batch_size``, and answers them with ONE
+:meth:`OryxPipeline.chat_batch` call: all their images/videos go through one packed encoder pass
+and the texts are generated as one left-padded batch. Max-token budgets differ? Then they are
+different batches (an answer is never cut short by a neighbour).
+
+A streaming request runs alone with a :class:`TokenStreamer` that hands text to the event loop
+as it is generated. A request whose client went away is dropped while queued; a streaming one
+stops generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from transformers import TextStreamer
+
+from oryx_mllm.pipeline import Answer, OryxPipeline
+from oryx_mllm.serve.errors import QueueFullError
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """The client of a request went away."""
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    def batch_key(self) -> tuple:
+        """Requests with equal keys may share one ``chat_batch`` call."""
+        if self.temperature > 0 and self.seed is not None:
+            return ("seeded", id(self))  # reproducible sampling needs the RNG to itself
+        if self.temperature == 0:
+            return (self.max_tokens, 0.0, 1.0, self.stop)
+        return (self.max_tokens, self.temperature, self.top_p, self.stop)
+
+
+class TokenStreamer(TextStreamer):
+    """Text as it is generated -> ``on_text`` (called on the worker thread); raises
+    :class:`Cancelled` inside ``generate`` once ``cancelled`` is set, which stops generation."""
+
+    def __init__(self, tokenizer, on_text: Callable[[str], None], cancelled: threading.Event):
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self._on_text = on_text
+        self._cancelled = cancelled
+
+    def put(self, value) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled
+        super().put(value)
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self._on_text(text)
+
+
+@dataclass(eq=False)  # identity: queue removal must never compare messages (tensors)
+class Job:
+    """One chat request waiting for (or in) the model."""
+
+    messages: list[dict]
+    params: GenerationParams
+    on_text: Callable[[str], None] | None = None  # set = streaming
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    enqueued_at: float = field(default_factory=time.perf_counter)
+
+    def key(self) -> tuple:
+        if self.on_text is not None:
+            return ("stream", id(self))
+        return self.params.batch_key()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    async def result(self) -> Answer:
+        return await asyncio.wrap_future(self.future)
+
+
+@dataclass
+class EngineStats:
+    model_calls: int = 0
+    requests: int = 0
+    dropped: int = 0  # cancelled while queued: never reached the model
+    cancelled: int = 0  # cancelled while generating (streaming): generation stopped early
+    batch_sizes: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        sizes = self.batch_sizes
+        return {
+            "model_calls": self.model_calls,
+            "requests": self.requests,
+            "dropped_cancelled": self.dropped,
+            "cancelled_running": self.cancelled,
+            "mean_batch_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
+            "max_batch_size_seen": max(sizes, default=0),
+        }
+
+
+def _settle(job: Job, answer: Answer | None = None, exc: BaseException | None = None) -> None:
+    """Resolve ``job``'s future unless it is already done (e.g. cancelled by its awaiter)."""
+    try:
+        if exc is not None:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(answer)
+    except concurrent.futures.InvalidStateError:
+        pass
+
+
+class BatchEngine:
+    """Owns the pipeline on one worker thread; :meth:`submit` from any thread."""
+
+    def __init__(
+        self,
+        pipeline: OryxPipeline,
+        max_queue: int = 64,
+        max_batch_size: int = 8,
+        batch_wait_ms: float = 5.0,
+    ):
+        self.pipeline = pipeline
+        self.max_queue = max_queue
+        self.max_batch_size = max_batch_size
+        self.batch_wait_s = batch_wait_ms / 1000.0
+        self.stats = EngineStats()
+        self._queue: deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._running = False
+        self._busy = False
+        self._thread: threading.Thread | None = None
+
+    # Lifecycle ------------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._loop, name="oryx-batch-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._running = False
+            pending = list(self._queue)
+            self._queue.clear()
+            self._cond.notify_all()
+        for job in pending:
+            _settle(job, exc=Cancelled("server shutting down"))
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    # Submitting -----------------------------------------------------------------------------------
+    def submit(self, job: Job) -> Job:
+        """Queue ``job``; raises :class:`QueueFullError` when ``max_queue`` requests wait."""
+        with self._cond:
+            if not self._running:
+                raise RuntimeError("the engine is not running")
+            live = sum(1 for j in self._queue if not j.cancelled.is_set())
+            if live >= self.max_queue:
+                raise QueueFullError(live)
+            self._queue.append(job)
+            self._cond.notify_all()
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """The client of ``job`` went away: drop it if queued, stop it at the next token if
+        streaming (a non-streaming batch in flight finishes; its answer is discarded)."""
+        job.cancel()
+        with self._cond:
+            self._drop_cancelled()
+
+    # Worker -----------------------------------------------------------------------------------------
+    def _drop_cancelled(self) -> None:
+        for job in [j for j in self._queue if j.cancelled.is_set()]:
+            self._queue.remove(job)
+            self.stats.dropped += 1
+            _settle(job, exc=Cancelled())
+
+    def _compatible(self, key: tuple) -> list[Job]:
+        return [j for j in self._queue if j.key() == key][: self.max_batch_size]
+
+    def _next_batch(self) -> list[Job] | None:
+        with self._cond:
+            while self._running:
+                self._drop_cancelled()
+                if self._queue:
+                    break
+                self._cond.wait()
+            if not self._running:
+                return None
+            head = self._queue[0]
+            key = head.key()
+            if head.on_text is None:
+                deadline = head.enqueued_at + self.batch_wait_s
+                while (
+                    self._running
+                    and len(self._compatible(key)) < self.max_batch_size
+                    and (left := deadline - time.perf_counter()) > 0
+                ):
+                    self._cond.wait(left)
+                self._drop_cancelled()
+            batch = self._compatible(key)
+            for job in batch:
+                self._queue.remove(job)
+            self._busy = bool(batch)
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch: list[Job] | None = []
+            try:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                if batch:
+                    self._run(batch)
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug
+                log.exception("batch engine error")
+                for job in batch or []:
+                    _settle(job, exc=exc)
+            finally:
+                self._busy = False
+
+    def _run(self, batch: list[Job]) -> None:
+        head = batch[0]
+        p = head.params
+        streamer = None
+        if head.on_text is not None:
+            tok = self.pipeline.processor.tokenizer
+            streamer = TokenStreamer(tok, head.on_text, head.cancelled)
+        self.stats.model_calls += 1
+        self.stats.requests += len(batch)
+        self.stats.batch_sizes.append(len(batch))
+        try:
+            answers = self.pipeline.chat_batch(
+                [j.messages for j in batch],
+                max_new_tokens=p.max_tokens,
+                temperature=p.temperature,
+                top_p=p.top_p,
+                stop=list(p.stop) or None,
+                seed=p.seed,
+                streamer=streamer,
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to its requests
+            if isinstance(exc, Cancelled):
+                self.stats.cancelled += 1
+            else:
+                log.exception("model call failed for %d request(s)", len(batch))
+            for job in batch:
+                _settle(job, exc=exc)
+            return
+        for job, answer in zip(batch, answers):
+            _settle(job, answer)

@@ -1,0 +1,218 @@
+"""Media URLs -> bytes or allow-listed paths -> preprocessed :class:`VisualInput`.
+
+Accepted URLs: ``data:<mime>;base64,<payload>``; a local path or ``file://`` URL, only when it
+resolves (symlinks followed) inside one of ``ServeSettings.media_root``; ``http(s)://`` only with
+``allow_remote_media``. Everything runs in a worker thread (see :mod:`.app`), never on the event
+loop, and raises :class:`~oryx_mllm.serve.errors.APIError` with the offending ``param``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from oryx_mllm.compression_policy import fit_to_budget
+from oryx_mllm.errors import OryxError
+from oryx_mllm.processing.options import VideoOptions
+from oryx_mllm.processing.processor import OryxProcessor
+from oryx_mllm.processing.types import VisualInput
+from oryx_mllm.serve.errors import APIError, from_oryx_error
+from oryx_mllm.serve.schemas import (
+    ChatCompletionRequest,
+    ImagePart,
+    MediaURL,
+    MultiViewPart,
+    TextPart,
+    VideoPart,
+)
+from oryx_mllm.serve.settings import ServeSettings
+
+MediaData = bytes | Path
+
+
+class MediaResolver:
+    """Turns the media URLs of a request into bytes or safe paths, enforcing the settings."""
+
+    def __init__(self, settings: ServeSettings):
+        self.settings = settings
+        self.roots = settings.resolved_media_roots()
+
+    def fetch(self, url: str, param: str) -> MediaData:
+        if url.startswith("data:"):
+            return self._data_url(url, param)
+        parsed = urlparse(url)
+        if parsed.scheme in ("http", "https"):
+            return self._remote(url, param)
+        if parsed.scheme == "file":
+            return self._local(Path(unquote(parsed.path)), param)
+        if parsed.scheme == "" or (len(parsed.scheme) == 1 and url[1:3] in (":\\", ":/")):
+            return self._local(Path(url), param)
+        raise APIError(400, f"unsupported media URL scheme {parsed.scheme!r}", param=param,
+                       code="invalid_url")  # fmt: skip
+
+    def _too_big(self, size: int, param: str) -> APIError:
+        return APIError(
+            413,
+            f"media is {size} bytes, more than the limit of {self.settings.max_media_bytes}",
+            param=param,
+            code="media_too_large",
+        )
+
+    def _data_url(self, url: str, param: str) -> bytes:
+        header, sep, payload = url.partition(",")
+        if not sep or not header.endswith(";base64"):
+            raise APIError(400, "data: URLs must be base64 (data:<mime>;base64,<data>)",
+                           param=param, code="invalid_base64")  # fmt: skip
+        payload = "".join(payload.split())  # tolerate line breaks
+        if len(payload) * 3 // 4 > self.settings.max_media_bytes + 2:
+            raise self._too_big(len(payload) * 3 // 4, param)
+        try:
+            data = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise APIError(400, f"invalid base64 data in media URL: {exc}", param=param,
+                           code="invalid_base64") from exc  # fmt: skip
+        if not data:
+            raise APIError(400, "empty media data", param=param, code="invalid_base64")
+        return data
+
+    def _local(self, path: Path, param: str) -> Path:
+        if not self.roots:
+            raise APIError(403, "local media paths are disabled (no media root configured)",
+                           type="permission_error", param=param, code="media_path_forbidden")  # fmt: skip
+        candidates = [path] if path.is_absolute() else [root / path for root in self.roots]
+        for candidate in candidates:
+            resolved = candidate.expanduser().resolve()
+            if any(resolved.is_relative_to(root) for root in self.roots):
+                if not resolved.is_file():
+                    raise APIError(400, f"media file not found: {path}", param=param,
+                                   code="media_not_found")  # fmt: skip
+                size = resolved.stat().st_size
+                if size > self.settings.max_media_bytes:
+                    raise self._too_big(size, param)
+                return resolved
+        raise APIError(403, f"{path} is outside the allowed media roots", type="permission_error",
+                       param=param, code="media_path_forbidden")  # fmt: skip
+
+    def _remote(self, url: str, param: str) -> bytes:
+        if not self.settings.allow_remote_media:
+            raise APIError(403, "fetching remote media is disabled on this server",
+                           type="permission_error", param=param, code="remote_media_disabled")  # fmt: skip
+        import httpx
+
+        limit = self.settings.max_media_bytes
+        try:
+            with httpx.stream("GET", url, timeout=self.settings.remote_timeout_s,
+                              follow_redirects=False) as resp:  # fmt: skip
+                if resp.status_code != 200:
+                    raise APIError(400, f"fetching {url} gave HTTP {resp.status_code}",
+                                   param=param, code="media_fetch_failed")  # fmt: skip
+                chunks, size = [], 0
+                for part in resp.iter_bytes():
+                    size += len(part)
+                    if size > limit:
+                        raise self._too_big(size, param)
+                    chunks.append(part)
+        except httpx.HTTPError as exc:
+            raise APIError(400, f"fetching {url} failed: {exc}", param=param,
+                           code="media_fetch_failed") from exc  # fmt: skip
+        return b"".join(chunks)
+
+
+@dataclasses.dataclass
+class PreparedRequest:
+    """Processor-ready messages (media already decoded as ``visual`` parts) and their counts."""
+
+    messages: list[dict]
+    visual_inputs: list[VisualInput]
+    visual_tokens: int
+
+
+def prepare_messages(
+    request: ChatCompletionRequest,
+    processor: OryxProcessor,
+    resolver: MediaResolver,
+    max_media_items: int,
+) -> PreparedRequest:
+    """Fetch and decode every media part of ``request`` (blocking: run it in a thread)."""
+    video_opts = processor.video_options or VideoOptions()
+    changes: dict = {}
+    if request.fps is not None:
+        changes["fps"] = request.fps
+    if request.max_frames is not None:  # a cap in both short and long-video mode
+        changes["max_frames"] = request.max_frames
+        changes["long_max_frames"] = min(video_opts.long_max_frames, request.max_frames)
+    if changes:
+        # the switch to long-video mode stays where the server's options put it
+        changes["long_threshold_s"] = video_opts.threshold_s
+        try:
+            video_opts = dataclasses.replace(video_opts, **changes)
+        except OryxError as exc:
+            raise from_oryx_error(exc, param="fps" if "fps" in changes else "max_frames") from exc
+
+    messages: list[dict] = []
+    items: list[VisualInput] = []
+    n_media = 0
+    for i, msg in enumerate(request.messages):
+        role = "system" if msg.role == "developer" else msg.role
+        if msg.content is None or isinstance(msg.content, str):
+            messages.append({"role": role, "content": msg.content or ""})
+            continue
+        parts: list[dict] = []
+        for j, part in enumerate(msg.content):
+            param = f"messages[{i}].content[{j}]"
+            if isinstance(part, TextPart):
+                parts.append({"type": "text", "text": part.text})
+                continue
+            if role != "user":
+                raise APIError(400, f"media parts are only allowed in user messages ({role})",
+                               param=param, code="invalid_value")  # fmt: skip
+            n_media += len(part.views) if isinstance(part, MultiViewPart) else 1
+            if n_media > max_media_items:
+                raise APIError(413, f"more than {max_media_items} media items in one request",
+                               param=param, code="too_many_media")  # fmt: skip
+            r = part.compression if part.compression is not None else request.compression
+            try:
+                item = _decode(part, r, param, processor, resolver, video_opts)
+            except OryxError as exc:
+                raise from_oryx_error(exc, param=param) from exc
+            items.append(item)
+            parts.append({"type": "visual", "input": item})
+        messages.append({"role": role, "content": parts})
+
+    if not any(m["role"] == "user" for m in messages):
+        raise APIError(400, "messages must contain at least one user message", param="messages",
+                       code="invalid_value")  # fmt: skip
+    if request.max_visual_tokens is not None and items:
+        try:
+            fit_to_budget(items, request.max_visual_tokens, processor.patch_size)
+        except OryxError as exc:
+            raise from_oryx_error(exc, param="max_visual_tokens") from exc
+    tokens = sum(it.num_tokens(processor.patch_size) for it in items)
+    return PreparedRequest(messages, items, tokens)
+
+
+def _decode(
+    part: ImagePart | VideoPart | MultiViewPart,
+    r: int | None,
+    param: str,
+    processor: OryxProcessor,
+    resolver: MediaResolver,
+    video_opts: VideoOptions,
+) -> VisualInput:
+    if isinstance(part, ImagePart):
+        data = resolver.fetch(part.image_url.url, f"{param}.image_url.url")
+        return processor.preprocess({"type": "image", "image": data, "compression": r})
+    if isinstance(part, VideoPart):
+        from oryx_mllm.processing.video import preprocess_video
+
+        data = resolver.fetch(part.video_url.url, f"{param}.video_url.url")
+        return preprocess_video(data, video_opts, compression=r)
+    views = [_fetch_view(resolver, v, f"{param}.views[{k}]") for k, v in enumerate(part.views)]
+    return processor.preprocess({"type": "multiview", "views": views, "compression": r})
+
+
+def _fetch_view(resolver: MediaResolver, view: MediaURL, param: str) -> MediaData:
+    return resolver.fetch(view.url, param)

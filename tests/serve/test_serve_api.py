@@ -1,0 +1,203 @@
+"""The OpenAI-compatible API, driven by the official ``openai`` client against a live server."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from serve_helpers import MODEL, client_for, data_url, mp4_bytes, png_bytes
+
+
+@pytest.fixture
+def server(make_server, tmp_path):
+    (tmp_path / "media").mkdir()
+    return make_server(media_root=tmp_path / "media", max_body_bytes=200_000)
+
+
+@pytest.fixture
+def client(server):
+    return client_for(server)
+
+
+def ask(client, content, **kw):
+    kw.setdefault("max_tokens", 4)
+    kw.setdefault("temperature", 0)
+    return client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": content}], **kw
+    )
+
+
+def text(t: str) -> dict:
+    return {"type": "text", "text": t}
+
+
+def image_part(url: str, **extra) -> dict:
+    return {"type": "image_url", "image_url": {"url": url}, **extra}
+
+
+def assert_serving(client) -> None:
+    """The server still answers a normal request."""
+    out = ask(client, "still there?")
+    assert out.choices[0].message.role == "assistant"
+
+
+def test_models_and_health(server, client):
+    assert [m.id for m in client.models.list().data] == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+    health = httpx.get(server.url + "/health").json()
+    assert health["status"] == "ok" and health["model"] == MODEL
+
+
+def test_image_data_url_reports_visual_tokens(client):
+    out = ask(client, [image_part(data_url(png_bytes())), {"type": "text", "text": "What?"}])
+    assert out.object == "chat.completion" and out.model == MODEL
+    assert out.choices[0].finish_reason in ("stop", "length")
+    u = out.usage
+    assert u.visual_tokens == u.prompt_tokens_details.visual_tokens > 0
+    assert u.prompt_tokens > u.visual_tokens and 1 <= u.completion_tokens <= 4
+    assert u.total_tokens == u.prompt_tokens + u.completion_tokens
+
+
+def test_video_data_url_with_fps_and_max_frames(client):
+    video = {"type": "video_url", "video_url": {"url": data_url(mp4_bytes(8), "video/mp4")}}
+    few = ask(client, [video, {"type": "text", "text": "What happens?"}],
+              extra_body={"fps": 2, "max_frames": 2})  # fmt: skip
+    more = ask(client, [video, {"type": "text", "text": "What happens?"}],
+               extra_body={"fps": 2, "max_frames": 4})  # fmt: skip
+    assert 0 < few.usage.visual_tokens < more.usage.visual_tokens
+
+
+def test_multiview_scene(client):
+    views = [data_url(png_bytes(seed=i)) for i in range(3)]
+    part = {"type": "multiview", "views": [{"url": v} for v in views]}
+    out = ask(client, [part, {"type": "text", "text": "How many chairs?"}])
+    two = ask(client, [{**part, "views": part["views"][:2]}, {"type": "text", "text": "?"}])
+    assert out.usage.visual_tokens > two.usage.visual_tokens > 0
+
+
+def test_compression_and_visual_token_budget(client):
+    img = data_url(png_bytes(128, 128))
+    full = ask(client, [image_part(img, compression=1), text("x")])
+    pooled = ask(client, [image_part(img, compression=2), text("x")])
+    request_level = ask(client, [image_part(img), text("x")], extra_body={"compression": 2})
+    budget = ask(client, [image_part(img), text("x")],
+                 extra_body={"max_visual_tokens": full.usage.visual_tokens - 1})  # fmt: skip
+    assert pooled.usage.visual_tokens == request_level.usage.visual_tokens
+    assert pooled.usage.visual_tokens < full.usage.visual_tokens
+    assert budget.usage.visual_tokens < full.usage.visual_tokens
+
+
+def test_local_path_under_media_root(client, tmp_path):
+    (tmp_path / "media" / "a.png").write_bytes(png_bytes())
+    by_path = ask(client, [image_part(str(tmp_path / "media" / "a.png")), text("?")])
+    by_url = ask(client, [image_part((tmp_path / "media" / "a.png").as_uri()), text("?")])
+    inline = ask(client, [image_part(data_url(png_bytes())), text("?")])
+    assert by_path.usage.visual_tokens == by_url.usage.visual_tokens == inline.usage.visual_tokens
+    assert by_path.choices[0].message.content == inline.choices[0].message.content
+
+
+def test_streaming_matches_non_streaming(client):
+    content = [image_part(data_url(png_bytes())), {"type": "text", "text": "Describe."}]
+    whole = ask(client, content, max_tokens=12)
+    chunks = list(ask(client, content, max_tokens=12, stream=True,
+                      stream_options={"include_usage": True}))  # fmt: skip
+    assert all(c.object == "chat.completion.chunk" for c in chunks)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == whole.choices[0].message.content
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
+    assert finish == [whole.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage.visual_tokens == whole.usage.visual_tokens
+
+
+def test_stream_ends_with_done(server):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "max_tokens": 3, "temperature": 0}  # fmt: skip
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in r.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "data: [DONE]"
+
+
+def test_stop_strings_cut_streamed_and_whole_answers(client):
+    whole = ask(client, "Say something long.", max_tokens=16)
+    text = whole.choices[0].message.content
+    if len(text) < 4:
+        pytest.skip("the random model answered too little to cut")
+    stop = text[2:4]
+    cut = ask(client, "Say something long.", max_tokens=16, stop=[stop])
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in ask(client, "Say something long.", max_tokens=16, stop=[stop], stream=True)
+        if c.choices
+    )
+    assert stop not in cut.choices[0].message.content
+    assert streamed == cut.choices[0].message.content == text[: text.find(stop)].strip()
+
+
+ERRORS = {
+    "bad base64": (
+        lambda c, s, tmp: ask(c, [image_part("data:image/png;base64,@@not-base64@@"), text("?")]),
+        openai.BadRequestError, 400, "invalid_base64",
+    ),
+    "path outside media root": (
+        lambda c, s, tmp: ask(c, [image_part(str(tmp / "outside.png")), text("?")]),
+        openai.PermissionDeniedError, 403, "media_path_forbidden",
+    ),
+    "dot-dot escape of media root": (
+        lambda c, s, tmp: ask(c, [image_part(str(tmp / "media" / ".." / "outside.png")), text("?")]),
+        openai.PermissionDeniedError, 403, "media_path_forbidden",
+    ),
+    "oversize body": (
+        lambda c, s, tmp: ask(c, [image_part(data_url(b"x" * 300_000)), text("?")]),
+        openai.APIStatusError, 413, "request_too_large",
+    ),
+    "unknown model": (
+        lambda c, s, tmp: c.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+        ),
+        openai.NotFoundError, 404, "model_not_found",
+    ),
+    "empty messages": (
+        lambda c, s, tmp: c.chat.completions.create(model=MODEL, messages=[]),
+        openai.BadRequestError, 400, "empty_array",
+    ),
+    "undecodable image": (
+        lambda c, s, tmp: ask(c, [image_part(data_url(b"not an image at all")), text("?")]),
+        openai.UnprocessableEntityError, 422, "invalid_image",
+    ),
+    "remote media disabled": (
+        lambda c, s, tmp: ask(c, [image_part(s.url + "/a.png"), text("?")]),
+        openai.PermissionDeniedError, 403, "remote_media_disabled",
+    ),
+    "n > 1": (
+        lambda c, s, tmp: ask(c, "hi", n=2),
+        openai.BadRequestError, 400, "invalid_value",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_openai_json_and_server_keeps_serving(case, server, client, tmp_path):
+    (tmp_path / "outside.png").write_bytes(png_bytes())
+    call, exc_type, status, code = ERRORS[case]
+    with pytest.raises(exc_type) as info:
+        call(client, server, tmp_path)
+    err = info.value
+    assert err.status_code == status
+    body = err.response.json()["error"]
+    assert set(body) == {"message", "type", "param", "code"} and body["message"]
+    assert body["code"] == code
+    assert_serving(client)
+
+
+def test_api_key_is_required_when_set(make_server):
+    server = make_server(api_key="s3cret")
+    with pytest.raises(openai.AuthenticationError) as info:
+        client_for(server, api_key="wrong").models.list()
+    assert info.value.response.json()["error"]["code"] == "invalid_api_key"
+    good = client_for(server, api_key="s3cret")
+    assert good.models.list().data[0].id == MODEL
+    assert httpx.get(server.url + "/health").status_code == 200  # health stays open

@@ -1,0 +1,160 @@
+"""Dynamic batching, the bounded queue and cancellation, seen from clients of a live server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+from serve_helpers import MODEL, client_for, data_url, png_bytes
+
+from oryx_mllm.serve.app import StopFilter
+
+
+class GatedPipeline:
+    """Wraps a pipeline: counts ``chat_batch`` calls and can hold them until ``release()``."""
+
+    def __init__(self, pipe, gated: bool = False):
+        self._pipe = pipe
+        self.processor = pipe.processor
+        self.model = pipe.model
+        self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
+
+    def chat_batch(self, conversations, **kw):
+        self.calls.append(len(conversations))
+        self.entered.set()
+        assert self.gate.wait(30), "test gate never released"
+        return self._pipe.chat_batch(conversations, **kw)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def request(i: int) -> list[dict]:
+    w, h = [(64, 64), (96, 64), (64, 128), (128, 96)][i % 4]  # different sizes, one encoder pass
+    return [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": data_url(png_bytes(w, h, seed=i))}},
+                {"type": "text", "text": f"Question {i}?"},
+            ],
+        }
+    ]
+
+
+def wait_until(cond, timeout: float = 10.0) -> None:
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_concurrent_requests_run_as_one_batch_equal_to_one_by_one(make_server, pipe):
+    gated = GatedPipeline(pipe)
+    server = make_server(gated, max_batch_size=4, batch_wait_ms=3000)
+    client = client_for(server)
+
+    def ask(i: int):
+        return client.chat.completions.create(
+            model=MODEL, messages=request(i), max_tokens=8, temperature=0
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        batched = list(pool.map(ask, range(4)))
+    assert gated.calls == [4]  # four requests, ONE model call
+
+    for i, out in enumerate(batched):  # the same answers one at a time
+        alone = ask(i)
+        assert out.choices[0].message.content == alone.choices[0].message.content
+        assert out.usage.visual_tokens == alone.usage.visual_tokens
+        assert out.usage.prompt_tokens == alone.usage.prompt_tokens
+    assert gated.calls == [4, 1, 1, 1, 1]
+
+
+def test_different_max_tokens_are_not_batched_together(make_server, pipe):
+    gated = GatedPipeline(pipe)
+    server = make_server(gated, max_batch_size=4, batch_wait_ms=500)
+    client = client_for(server)
+
+    def ask(n: int):
+        return client.chat.completions.create(
+            model=MODEL, messages=request(0), max_tokens=n, temperature=0
+        )
+
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(ask, [2, 2, 5, 5]))
+    assert sorted(gated.calls) == [2, 2]
+    assert all(o.usage.completion_tokens <= n for o, n in zip(outs, [2, 2, 5, 5]))
+
+
+def test_full_queue_answers_429_and_recovers(make_server, pipe):
+    gated = GatedPipeline(pipe, gated=True)
+    server = make_server(gated, max_queue=1, max_batch_size=1, batch_wait_ms=0)
+    client = client_for(server)
+    ask = lambda: client.chat.completions.create(  # noqa: E731
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+    )
+    with ThreadPoolExecutor(2) as pool:
+        running = pool.submit(ask)
+        assert gated.entered.wait(10)  # request 1 holds the model
+        queued = pool.submit(ask)
+        wait_until(lambda: server.engine.queued == 1)  # request 2 waits
+        with pytest.raises(openai.RateLimitError) as info:
+            ask()  # request 3: no room
+        assert info.value.status_code == 429
+        assert info.value.response.json()["error"]["code"] == "queue_full"
+        assert info.value.response.headers["retry-after"] == "1"
+        gated.release()
+        assert running.result(30).choices and queued.result(30).choices
+    assert ask().choices  # serving again
+
+
+def test_queued_request_is_dropped_when_its_client_disconnects(make_server, pipe):
+    gated = GatedPipeline(pipe, gated=True)
+    server = make_server(gated, max_batch_size=1, batch_wait_ms=0)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    url = server.url + "/v1/chat/completions"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(httpx.post, url, json=body, timeout=30)
+        assert gated.entered.wait(10)
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, json=body, timeout=0.5)  # gives up while queued, closes the socket
+        wait_until(lambda: server.engine.stats.dropped == 1)
+        gated.release()
+        assert first.result(30).status_code == 200
+    assert gated.calls == [1]  # the abandoned request never reached the model
+    assert httpx.post(url, json=body, timeout=30).status_code == 200
+
+
+def test_streaming_stops_generating_when_the_client_disconnects(make_server, pipe):
+    server = make_server(max_max_tokens=4000)
+    body = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Count forever."}],
+        "max_tokens": 4000,
+        "temperature": 1.0,
+        "stream": True,
+    }
+    with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=30) as r:
+        lines = r.iter_lines()
+        assert next(lines).startswith("data: ")  # generation started; now hang up
+    wait_until(lambda: not server.engine.busy, timeout=20)
+    assert server.engine.stats.cancelled == 1
+
+
+def test_stop_filter_holds_back_partial_stop_strings():
+    f = StopFilter(("END",))
+    assert f.feed(" Hello E") == "Hello "
+    assert f.feed("N") == ""
+    assert f.feed("D and more") == ""
+    assert f.flush() == ""
+    g = StopFilter(("END",))
+    assert g.feed("abc E") + g.flush() == "abc E"
