@@ -290,6 +290,44 @@ def train(
     )
 
 
+@app.command()
+def serve(
+    model: Path | None = typer.Option(None, help="Oryx model folder; default: the embedded model."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    api_key: str | None = typer.Option(None, help="Require `Authorization: Bearer <key>`."),
+    media_root: list[Path] = typer.Option(
+        [], help="Folder whose files requests may name by path / file:// URL (repeatable)."
+    ),
+    allow_remote_media: bool = typer.Option(False, help="Let requests fetch http(s) media URLs."),
+    max_batch_size: int = typer.Option(8, help="Most requests answered by one model call."),
+    batch_wait_ms: float = typer.Option(5.0, help="How long to gather a batch (ms)."),
+    max_queue: int = typer.Option(64, help="Requests that may wait (429 beyond)."),
+) -> None:
+    """Serve the OpenAI-compatible chat API (images, videos, multi-view) and a chat page at /."""
+    try:
+        from oryx_mllm.serve.app import serve as run_server
+        from oryx_mllm.serve.settings import ServeSettings
+    except ImportError as exc:
+        _fail(RuntimeError(f"{exc}; install the serving extra: pip install 'oryx-mllm[serve]'"))
+    settings = ServeSettings(
+        model_path=model,
+        host=host,
+        port=port,
+        api_key=api_key,
+        media_root=media_root,
+        allow_remote_media=allow_remote_media,
+        max_batch_size=max_batch_size,
+        batch_wait_ms=batch_wait_ms,
+        max_queue=max_queue,
+    )
+    try:
+        pipe = _load_pipeline(model, None)
+    except OryxError as exc:
+        _fail(exc)
+    run_server(settings, pipe)
+
+
 # `oryx eval paper|lmms` (oryx_mllm/eval/cli.py)
 from oryx_mllm.eval.cli import eval_app  # noqa: E402
 
