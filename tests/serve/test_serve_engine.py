@@ -58,25 +58,53 @@ def wait_until(cond, timeout: float = 10.0) -> None:
 
 
 def test_concurrent_requests_run_as_one_batch_equal_to_one_by_one(make_server, pipe):
-    gated = GatedPipeline(pipe)
-    server = make_server(gated, max_batch_size=4, batch_wait_ms=3000)
+    gated = GatedPipeline(pipe, gated=True)
+    server = make_server(gated, max_batch_size=4, batch_wait_ms=0)
     client = client_for(server)
 
-    def ask(i: int):
+    def ask(i: int, max_tokens: int = 8):
         return client.chat.completions.create(
-            model=MODEL, messages=request(i), max_tokens=8, temperature=0
+            model=MODEL, messages=request(i), max_tokens=max_tokens, temperature=0
         )
 
-    with ThreadPoolExecutor(4) as pool:
-        batched = list(pool.map(ask, range(4)))
-    assert gated.calls == [4]  # four requests, ONE model call
+    with ThreadPoolExecutor(5) as pool:
+        blocker = pool.submit(ask, 0, 1)  # holds the model while the four others queue up
+        assert gated.entered.wait(10)
+        futures = [pool.submit(ask, i) for i in range(4)]
+        wait_until(lambda: server.engine.queued == 4)
+        gated.release()
+        batched = [f.result(60) for f in futures]
+        assert blocker.result(60).choices
+    assert gated.calls == [1, 4]  # four requests of different image sizes, ONE model call
 
     for i, out in enumerate(batched):  # the same answers one at a time
         alone = ask(i)
         assert out.choices[0].message.content == alone.choices[0].message.content
         assert out.usage.visual_tokens == alone.usage.visual_tokens
         assert out.usage.prompt_tokens == alone.usage.prompt_tokens
-    assert gated.calls == [4, 1, 1, 1, 1]
+    assert gated.calls == [1, 4, 1, 1, 1, 1]
+
+
+def test_requests_arriving_together_are_batched_without_a_held_model(make_server, pipe):
+    gated = GatedPipeline(pipe)
+    server = make_server(gated, max_batch_size=8, batch_wait_ms=200)
+    client = client_for(server)
+    ask = lambda i: client.chat.completions.create(  # noqa: E731
+        model=MODEL, messages=request(i), max_tokens=4, temperature=0
+    )
+    with ThreadPoolExecutor(8) as pool:
+        outs = list(pool.map(ask, range(8)))
+    assert len(outs) == 8 and sum(gated.calls) == 8
+    assert len(gated.calls) < 8  # fewer model calls than requests
+
+
+def test_a_lone_request_does_not_wait_for_a_batch(make_server, pipe):
+    server = make_server(batch_wait_ms=2000)
+    client = client_for(server)
+    client.chat.completions.create(model=MODEL, messages=request(0), max_tokens=1)  # warm
+    t0 = time.perf_counter()
+    client.chat.completions.create(model=MODEL, messages=request(0), max_tokens=1)
+    assert time.perf_counter() - t0 < 1.5  # nothing else in flight: no 2 s batching wait
 
 
 def test_different_max_tokens_are_not_batched_together(make_server, pipe):

@@ -183,11 +183,16 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
         task = loop.run_in_executor(
             decoder, prepare_messages, req, pipeline.processor, resolver, settings.max_media_items
         )
+        engine.expect()  # the worker may wait for this request to join a batch
         try:
             return await asyncio.wait_for(task, settings.decode_timeout_s)
         except TimeoutError as exc:
+            engine.unexpect()
             raise APIError(422, f"decoding the request's media took longer than "
                            f"{settings.decode_timeout_s}s", code="decode_timeout") from exc  # fmt: skip
+        except BaseException:
+            engine.unexpect()
+            raise
 
     def parse(body: bytes) -> schemas.ChatCompletionRequest:
         try:
@@ -219,7 +224,7 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
 
     def submit(job: Job) -> Job:
         try:
-            return engine.submit(job)
+            return engine.submit(job, expected=True)
         except APIError:
             raise
         except RuntimeError as exc:

@@ -2,7 +2,8 @@
 
 Requests wait in a bounded queue (:class:`~.errors.QueueFullError` beyond ``max_queue``). The
 worker takes the oldest request, gathers compatible ones (same generation settings) for up to
-``batch_wait_ms`` or until ``max_batch_size``, and answers them with ONE
+``batch_wait_ms`` or until ``max_batch_size`` (it waits only while admitted requests are still
+decoding their media, so a lone request never waits), and answers them with ONE
 :meth:`OryxPipeline.chat_batch` call: all their images/videos go through one packed encoder pass
 and the texts are generated as one left-padded batch. Max-token budgets differ? Then they are
 different batches (an answer is never cut short by a neighbour).
@@ -144,6 +145,7 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._running = False
         self._busy = False
+        self._incoming = 0  # admitted requests still decoding their media (not queued yet)
         self._thread: threading.Thread | None = None
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -175,9 +177,23 @@ class BatchEngine:
         return self._busy
 
     # Submitting -----------------------------------------------------------------------------------
-    def submit(self, job: Job) -> Job:
-        """Queue ``job``; raises :class:`QueueFullError` when ``max_queue`` requests wait."""
+    def expect(self) -> None:
+        """A request was admitted and will :meth:`submit` soon (or :meth:`unexpect` on error):
+        the worker waits for it (up to ``batch_wait_ms``) instead of running a batch without it."""
         with self._cond:
+            self._incoming += 1
+
+    def unexpect(self) -> None:
+        with self._cond:
+            self._incoming = max(0, self._incoming - 1)
+            self._cond.notify_all()
+
+    def submit(self, job: Job, expected: bool = False) -> Job:
+        """Queue ``job``; raises :class:`QueueFullError` when ``max_queue`` requests wait.
+        ``expected``: the request was announced with :meth:`expect`."""
+        with self._cond:
+            if expected:
+                self._incoming = max(0, self._incoming - 1)
             if not self._running:
                 raise RuntimeError("the engine is not running")
             live = sum(1 for j in self._queue if not j.cancelled.is_set())
@@ -217,8 +233,10 @@ class BatchEngine:
             key = head.key()
             if head.on_text is None:
                 deadline = head.enqueued_at + self.batch_wait_s
+                # Wait only while more requests are on their way: a lone request runs at once.
                 while (
                     self._running
+                    and self._incoming > 0
                     and len(self._compatible(key)) < self.max_batch_size
                     and (left := deadline - time.perf_counter()) > 0
                 ):
