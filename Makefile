@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	  fi; \
 	fi
 	$(PY) -m pip install -e '.[test,train]'
+	@# lmms-eval for the adapter's registration test, without letting it replace torch
+	$(PY) -m pip install --no-deps 'lmms-eval>=0.5' && $(PY) -m pip install pytz loguru
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -250,10 +250,8 @@ def test_multiview_mark_points_and_marks():
         assert sorted(k for _, _, k in marks) == vis
         for x, y, k in marks:
             assert mask[int(y), int(x)] == k
-    try:
-        from oryx_mllm.processing.multiview import draw_correspondence_marks
-    except ImportError:  # the preprocessing module is developed separately
-        pytest.skip("draw_correspondence_marks not available")
+    from oryx_mllm.processing.multiview import draw_correspondence_marks
+
     marked = draw_correspondence_marks(s.media, instance_masks=s.meta["masks"])
     assert len(marked) == len(s.media) and marked[0].size == s.media[0].size
     marked = draw_correspondence_marks(s.media, points=s.meta["mark_points"])
