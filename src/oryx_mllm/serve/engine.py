@@ -30,6 +30,7 @@ from oryx_mllm.pipeline import Answer, OryxPipeline
 from oryx_mllm.serve.errors import QueueFullError
 
 log = logging.getLogger(__name__)
+LOAD_WINDOW_S = 1.0  # how long the engine remembers how many requests were in the server
 
 
 class Cancelled(Exception):
@@ -146,6 +147,8 @@ class BatchEngine:
         self._running = False
         self._busy = False
         self._incoming = 0  # admitted requests still decoding their media (not queued yet)
+        self._running_size = 0
+        self._loads: deque[tuple[float, int]] = deque()  # (time, requests in the server) per submit
         self._thread: threading.Thread | None = None
 
     # Lifecycle ------------------------------------------------------------------------------------
@@ -200,6 +203,10 @@ class BatchEngine:
             if live >= self.max_queue:
                 raise QueueFullError(live)
             self._queue.append(job)
+            now = time.perf_counter()
+            self._loads.append((now, len(self._queue) + self._running_size + self._incoming))
+            while self._loads and now - self._loads[0][0] > LOAD_WINDOW_S:
+                self._loads.popleft()
             self._cond.notify_all()
         return job
 
@@ -232,11 +239,15 @@ class BatchEngine:
             head = self._queue[0]
             key = head.key()
             if head.on_text is None:
-                deadline = head.enqueued_at + self.batch_wait_s
-                # Wait only while more requests are on their way: a lone request runs at once.
+                deadline = time.perf_counter() + self.batch_wait_s
+                # Wait only while more requests are on their way (admitted and decoding, or
+                # expected from the recent load: clients that just got their answers come back),
+                # so a lone client never waits and N clients fill batches of N.
+                recent = max((n for _, n in self._loads), default=1)
+                target = min(self.max_batch_size, recent)
                 while (
                     self._running
-                    and self._incoming > 0
+                    and (self._incoming > 0 or len(self._compatible(key)) < target)
                     and len(self._compatible(key)) < self.max_batch_size
                     and (left := deadline - time.perf_counter()) > 0
                 ):
@@ -246,6 +257,7 @@ class BatchEngine:
             for job in batch:
                 self._queue.remove(job)
             self._busy = bool(batch)
+            self._running_size = len(batch)
             return batch
 
     def _loop(self) -> None:
@@ -263,6 +275,7 @@ class BatchEngine:
                     _settle(job, exc=exc)
             finally:
                 self._busy = False
+                self._running_size = 0
 
     def _run(self, batch: list[Job]) -> None:
         head = batch[0]
