@@ -1,0 +1,78 @@
+"""Model-side batching: time ``OryxPipeline.chat_batch`` for 1 vs N image questions.
+
+Separates what batching buys inside the model (one packed encoder pass, batched decoding) from the
+HTTP, base64 and decoding overhead that ``serve_load.py`` also measures.
+
+    python benchmarks/batch_generate.py --batch-sizes 1,8 --max-new-tokens 32
+    python benchmarks/batch_generate.py --model src/oryx_mllm/assets/oryx-tiny
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from oryx_mllm.pipeline import OryxPipeline
+
+
+def random_pipeline() -> OryxPipeline:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from oryx_mllm.processing.options import ImageOptions
+    from oryx_mllm.processing.processor import OryxProcessor
+    from oryx_tiny import byte_tokenizer, tiny_model
+
+    tok = byte_tokenizer()
+    return OryxPipeline(
+        tiny_model("qwen2", tok), OryxProcessor(tok, image_options=ImageOptions(lowres_pixels=4096))
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="random", help="model folder, or 'random' (tiny random)")
+    ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--max-new-tokens", type=int, default=32)
+    ap.add_argument("--image-size", type=int, default=64)
+    ap.add_argument("--iters", type=int, default=5)
+    args = ap.parse_args()
+
+    pipe = random_pipeline() if args.model == "random" else OryxPipeline.from_pretrained(args.model)
+    rng = np.random.default_rng(0)
+    size = args.image_size
+    base = None
+    for n in (int(x) for x in args.batch_sizes.split(",")):
+        convs = [
+            pipe.messages_for(
+                "Say something long.",
+                image=Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)),
+            )
+            for _ in range(n)
+        ]
+        pipe.chat_batch(convs, max_new_tokens=args.max_new_tokens)  # warm-up
+        start = time.perf_counter()
+        for _ in range(args.iters):
+            answers = pipe.chat_batch(convs, max_new_tokens=args.max_new_tokens)
+        seconds = (time.perf_counter() - start) / args.iters
+        rps = n / seconds
+        base = base or rps
+        print(
+            json.dumps(
+                {
+                    "batch": n,
+                    "ms_per_batch": round(seconds * 1e3, 1),
+                    "requests_per_s": round(rps, 1),
+                    "mean_new_tokens": sum(a.completion_tokens for a in answers) / n,
+                    "speed_up": round(rps / base, 2),
+                }
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
