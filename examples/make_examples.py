@@ -20,7 +20,7 @@ from oryx_mllm.processing.multiview import draw_correspondence_marks
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "oryx_mllm" / "assets" / "examples"
 SEED = split_seed("test", 7)
-LONG_FRAMES, SAMPLED_FRAMES = 1000, 256
+LONG_FRAMES, SAMPLED_FRAMES = 1000, 32  # the embedded model samples 32 long-video frames
 
 
 def write_video(path: Path, frames, fps: int = 1) -> None:
@@ -49,20 +49,49 @@ def main() -> None:
 
     doc = generate("documents/line_code", SEED, 0)
     doc.media.save(OUT / "document.png", optimize=True)
-    manifest.append({"name": "document", "image": "document.png", "question": strip_placeholder(doc.question), "expected": doc.answer})
+    manifest.append(
+        {
+            "name": "document",
+            "image": "document.png",
+            "question": strip_placeholder(doc.question),
+            "expected": doc.answer,
+        }
+    )
 
     obj = generate("objects/count", SEED, 1)
     obj.media.save(OUT / "photo.png", optimize=True)
-    manifest.append({"name": "photo", "image": "photo.png", "question": strip_placeholder(obj.question), "expected": obj.answer})
+    manifest.append(
+        {
+            "name": "photo",
+            "image": "photo.png",
+            "question": strip_placeholder(obj.question),
+            "expected": obj.answer,
+        }
+    )
 
     vid = generate("short_videos/direction", SEED, 2)
     write_video(OUT / "short_video.mp4", list(vid.media))
-    manifest.append({"name": "short video", "video": "short_video.mp4", "question": strip_placeholder(vid.question), "expected": vid.answer})
+    manifest.append(
+        {
+            "name": "short video",
+            "video": "short_video.mp4",
+            "question": strip_placeholder(vid.question),
+            "expected": vid.answer,
+        }
+    )
 
     span = math.ceil(LONG_FRAMES / SAMPLED_FRAMES)  # the needle survives uniform subsampling
     long = generate("long_videos/digit", SEED, 3, num_frames=LONG_FRAMES, needle_span=span)
     write_video(OUT / "long_video.mp4", [long.media.frame(i) for i in range(len(long.media))])
-    manifest.append({"name": "long video", "video": "long_video.mp4", "question": strip_placeholder(long.question), "expected": long.answer, "needle_depth": round(float(long.meta["depth"]), 3)})
+    manifest.append(
+        {
+            "name": "long video",
+            "video": "long_video.mp4",
+            "question": strip_placeholder(long.question),
+            "expected": long.answer,
+            "needle_depth": round(float(long.meta["depth"]), 3),
+        }
+    )
 
     scene = generate("multiview/count", SEED, 4)
     marked = draw_correspondence_marks(scene.media, points=scene.meta["mark_points"])
@@ -70,7 +99,14 @@ def main() -> None:
     for i, view in enumerate(marked):
         names.append(f"scene_view{i}.png")
         view.save(OUT / names[-1], optimize=True)
-    manifest.append({"name": "multi-view scene", "views": names, "question": strip_placeholder(scene.question), "expected": scene.answer})
+    manifest.append(
+        {
+            "name": "multi-view scene",
+            "views": names,
+            "question": strip_placeholder(scene.question),
+            "expected": scene.answer,
+        }
+    )
 
     (OUT / "examples.json").write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote {len(manifest)} examples to {OUT}")
