@@ -169,5 +169,5 @@ def test_torch_compile_matches_eager():
     x = torch.randn(1, 12, 64)
     with torch.no_grad():
         eager = model(x[0], [12])
-        compiled = torch.compile(model, backend="eager", fullgraph=False)(x[0], [12])
+        compiled = torch.compile(model)(x[0], [12])  # inductor on CPU
     torch.testing.assert_close(compiled, eager)
