@@ -63,3 +63,8 @@ class MediaNotFoundError(DataError, FileNotFoundError):
 
 class PatchFileError(DataError):
     """A patch-file reference points outside the file, or the file is truncated."""
+
+
+class PackingUnsupportedError(ConfigError):
+    """``data.packing`` was asked for, but the backbone or its attention backend cannot keep the
+    packed samples apart (training would silently attend across samples)."""

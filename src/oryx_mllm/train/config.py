@@ -26,6 +26,8 @@ class ModelSpec:
     - otherwise ``llm`` (a Hugging Face causal-LM folder) or ``llm_config`` (a dict, random init),
       plus ``vision_tower`` (``oryx_vit.pth`` / folder / ``siglip:<folder>``) or ``vision_config``
       (a dict for a random encoder), and ``tokenizer`` (a folder; defaults to ``llm``).
+    - ``attn_implementation``: the language model's attention backend (``sdpa``, ``eager``,
+      ``flash_attention_2`` ...); ``None`` keeps what transformers chose when loading.
     """
 
     path: str | None = None
@@ -35,10 +37,19 @@ class ModelSpec:
     vision_config: dict | None = None
     llm_config: dict | None = None
     compressor_mid_size: int = 256
+    attn_implementation: str | None = None
 
 
 @dataclass
 class DataSpec:
+    """Training data. ``packing``: concatenate the samples of each micro-batch, padding-free,
+    into rows of at most ``max_length`` tokens (first-fit; position ids restart per sample; the
+    first label of each sample ignored) and keep attention within each sample (see
+    :mod:`oryx_mllm.train.packing`). Micro-batches and optimiser steps hold the same samples as
+    without packing, and the loss is the same token-weighted mean. Needs a backbone/backend in
+    ``PACKING_MODEL_TYPES`` / ``PACKING_BACKENDS``; otherwise training stops with
+    :class:`~oryx_mllm.errors.PackingUnsupportedError` before the first step."""
+
     train: list[str] = field(default_factory=list)  # Oryx JSON / JSONL files
     data_root: str = "."
     max_length: int = 8192
@@ -55,6 +66,13 @@ class DataSpec:
     # then chase one task's answer prior per step. False = each batch is a random draw within its
     # modality.
     group_by_length: bool = True
+    packing: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.packing, bool):
+            raise ConfigError(f"data.packing must be true or false, got {self.packing!r}")
+        if self.max_length < 1:
+            raise ConfigError(f"data.max_length must be >= 1, got {self.max_length}")
 
 
 @dataclass

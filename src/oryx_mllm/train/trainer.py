@@ -8,7 +8,10 @@ Batching: the sampler's global batch is ``per_device_batch_size * accumulation *
 samples of one modality; each rank's loader batch is one optimiser step and is split into
 ``accumulation`` micro-batches. Gradients of all but the last micro-batch are not synchronised.
 So one process with accumulation 2 sees exactly the samples that two processes with
-accumulation 1 see, step for step, and computes the same update.
+accumulation 1 see, step for step, and computes the same update. With ``data.packing`` each
+micro-batch is packed padding-free into rows of at most ``data.max_length`` tokens (one forward
+per row, attention kept within samples, see :mod:`oryx_mllm.train.packing`); the micro-batch's
+loss is still the token-weighted mean over its samples.
 
 Checkpoints (``output_dir/checkpoints/step-N``) hold the Accelerate state (model, optimiser,
 scheduler, RNG) plus ``trainer_state.json`` (step, epoch, position in the epoch); each is written
@@ -35,6 +38,7 @@ from torch.utils.data import DataLoader
 from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
+from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs
 from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
 from oryx_mllm.train.stages import apply_stage, trainable_groups
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
@@ -209,6 +213,37 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def set_attn_implementation(language_model, impl: str) -> None:
+    """Switch a transformers model's attention backend (``sdpa``, ``eager``, ...)."""
+    if hasattr(language_model, "set_attn_implementation"):
+        language_model.set_attn_implementation(impl)
+    else:  # older transformers
+        language_model.config._attn_implementation = impl
+
+
+def packed_targets(row: dict, visual_token_id: int | None) -> torch.Tensor:
+    """A packed row's labels with visual placeholders ignored (as in the model's own loss)."""
+    labels = row["labels"]
+    if visual_token_id is not None:
+        labels = labels.masked_fill(row["input_ids"] == visual_token_id, -100)
+    return labels
+
+
+def packed_row_loss(model, row: dict, attn_implementation: str, device, visual_token_id):
+    """Forward one packed row (``MicroBatchCollator(packing=True)``); returns the summed
+    next-token loss over its targets (float32 scalar) and their count."""
+    input_ids = row["input_ids"].to(device)
+    kwargs = packed_attention_kwargs(
+        row["position_ids"].to(device),
+        row["cu_seqlens"],
+        row["max_seqlen"],
+        attn_implementation,
+        model_unwrapped(model).dtype,
+    )
+    out = model(input_ids=input_ids, visual_inputs=row["visual_inputs"], **kwargs)
+    return lm_loss_sum(out.logits, packed_targets(row, visual_token_id).to(device))
+
+
 def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     """Run the recipe. ``model``/``tokenizer`` may be passed in (tests, notebooks).
 
@@ -268,6 +303,10 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
 
     if model is None:
         model, tokenizer = build_model(cfg)
+    if cfg.model.attn_implementation:
+        set_attn_implementation(model.language_model, cfg.model.attn_implementation)
+    attn_impl = check_packing_support(model.language_model) if cfg.data.packing else None
+    visual_token_id = model.config.visual_token_id
     trainable = apply_stage(model, cfg.stage)
     if not trainable:
         raise ConfigError(f"stage {cfg.stage.name!r} leaves no parameter trainable")
@@ -321,7 +360,11 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
         logger.info("resumed from %s at step %d", ckpt, step)
 
-    collate = SkipCollate(MicroBatchCollator(tokenizer.pad_token_id, accum))
+    collate = SkipCollate(
+        MicroBatchCollator(
+            tokenizer.pad_token_id, accum, packing=cfg.data.packing, max_length=cfg.data.max_length
+        )
+    )
     metrics = MetricsWriter(output_dir, cfg.report_to, accelerator.is_main_process)
     stats = SkipStats()
     result = TrainResult(steps=step, output_dir=str(output_dir))
@@ -347,8 +390,30 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                 loss_sum, n_tokens = 0.0, 0
                 micro = batch.data
                 for i, mb in enumerate(micro):
-                    mb = _to_device(mb, accelerator.device)
                     last = i == len(micro) - 1
+                    if mb.get("packed"):
+                        # one forward/backward per row, each weighted by its share of the
+                        # micro-batch's targets; only the very last backward syncs gradients
+                        rows = mb["rows"]
+                        n_targets = sum(
+                            int((packed_targets(r, visual_token_id)[:, 1:] != -100).sum())
+                            for r in rows
+                        )
+                        for j, row in enumerate(rows):
+                            sync = last and j == len(rows) - 1
+                            ctx = (
+                                accelerator.no_sync(model) if not sync else contextlib.nullcontext()
+                            )
+                            with ctx, accelerator.autocast():
+                                row_sum, _ = packed_row_loss(
+                                    model, row, attn_impl, accelerator.device, visual_token_id
+                                )
+                                loss = row_sum / max(n_targets, 1) / len(micro)
+                                accelerator.backward(loss)
+                            loss_sum += loss.detach().float()
+                            n_tokens += row["input_ids"].numel()
+                        continue
+                    mb = _to_device(mb, accelerator.device)
                     ctx = accelerator.no_sync(model) if not last else contextlib.nullcontext()
                     with ctx, accelerator.autocast():
                         out = model(

@@ -13,14 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oryx_mllm.errors import ContextLengthError, DataError
-from oryx_mllm.processing.chat import Encoded, collate, encode_conversation
+import torch
+
+from oryx_mllm.errors import ConfigError, ContextLengthError, DataError
+from oryx_mllm.processing.chat import IGNORE_INDEX, Encoded, collate, encode_conversation
 from oryx_mllm.processing.image import preprocess_image
 from oryx_mllm.processing.multiview import preprocess_views
 from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import decode_frames_at, preprocess_video
 from oryx_mllm.train.config import DataSpec
+from oryx_mllm.train.packing import pack_sequences
 
 ROLE = {"human": "user", "gpt": "assistant", "system": "system"}
 
@@ -93,11 +96,29 @@ class MicroBatchCollator:
 
     Each micro-batch is a dict with right-padded ``input_ids``, ``attention_mask``, ``labels``
     and the ``visual_inputs`` in placeholder order.
+
+    With ``packing=True`` (``data.packing``) a micro-batch is instead ``{"packed": True, "rows":
+    [...], "ids": [...]}``: its samples are packed first-fit into rows of at most ``max_length``
+    tokens (:func:`~oryx_mllm.train.packing.pack_sequences`), each row a dict with ``input_ids``,
+    ``labels``, ``position_ids`` (``[1, L]``), ``cu_seqlens``, ``max_seqlen``, ``ids`` and the
+    ``visual_inputs`` of its samples in packing order (= placeholder order within the row). A
+    micro-batch holds the same samples with or without packing.
     """
 
-    def __init__(self, pad_token_id: int, accumulation: int):
+    def __init__(
+        self,
+        pad_token_id: int,
+        accumulation: int,
+        *,
+        packing: bool = False,
+        max_length: int | None = None,
+    ):
+        if packing and (max_length is None or max_length < 1):
+            raise ConfigError("packing needs max_length >= 1")
         self.pad_token_id = pad_token_id
         self.accumulation = accumulation
+        self.packing = packing
+        self.max_length = max_length
 
     def __call__(self, examples: Sequence[TrainExample]) -> list[dict[str, Any]]:
         n = len(examples)
@@ -105,8 +126,29 @@ class MicroBatchCollator:
         out = []
         for start in range(0, n, size):
             chunk = examples[start : start + size]
+            if self.packing:
+                out.append(self.pack(chunk))
+                continue
             batch = collate([e.encoded for e in chunk], self.pad_token_id, padding_side="right")
             batch["visual_inputs"] = [v for e in chunk for v in e.visual]
             batch["ids"] = [e.id for e in chunk]
             out.append(batch)
         return out
+
+    def pack(self, chunk: Sequence[TrainExample]) -> dict[str, Any]:
+        ids = [torch.tensor(e.encoded.input_ids, dtype=torch.long) for e in chunk]
+        labels = [torch.tensor(e.encoded.labels, dtype=torch.long) for e in chunk]
+        rows = []
+        for p in pack_sequences(ids, labels, self.max_length, ignore_index=IGNORE_INDEX):
+            rows.append(
+                {
+                    "input_ids": p.input_ids,
+                    "labels": p.labels,
+                    "position_ids": p.position_ids,
+                    "cu_seqlens": p.cu_seqlens,
+                    "max_seqlen": p.max_seqlen,
+                    "visual_inputs": [v for i in p.sample_indices for v in chunk[i].visual],
+                    "ids": [chunk[i].id for i in p.sample_indices],
+                }
+            )
+        return {"packed": True, "rows": rows, "ids": [e.id for e in chunk]}
