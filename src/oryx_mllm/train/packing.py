@@ -137,7 +137,7 @@ def pack_sequences(
     return packs
 
 
-# Attention across packed samples -------------------------------------------------------------------
+# Attention across packed samples ------------------------------------------------------------------
 
 PACKING_BACKENDS = ("eager", "sdpa", "flash_attention_2")
 # backbones whose packed forward is tested to equal the unpacked one (Qwen2 / Qwen2.5; Llama / Yi)
