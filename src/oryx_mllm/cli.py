@@ -303,6 +303,12 @@ def serve(
     max_batch_size: int = typer.Option(8, help="Most requests answered by one model call."),
     batch_wait_ms: float = typer.Option(5.0, help="How long to gather a batch (ms)."),
     max_queue: int = typer.Option(64, help="Requests that may wait (429 beyond)."),
+    workers: int = typer.Option(
+        1, help="Batches run at once on the shared model (e.g. 2 on a multi-core CPU)."
+    ),
+    torch_threads: int | None = typer.Option(
+        None, help="torch intra-op threads per worker (default: the cores / workers)."
+    ),
 ) -> None:
     """Serve the OpenAI-compatible chat API (images, videos, multi-view) and a chat page at /."""
     try:
@@ -320,6 +326,8 @@ def serve(
         max_batch_size=max_batch_size,
         batch_wait_ms=batch_wait_ms,
         max_queue=max_queue,
+        workers=workers,
+        torch_threads=torch_threads,
     )
     try:
         pipe = _load_pipeline(model, None)

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
+import torch
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -50,6 +51,12 @@ def _validation_error(exc: ValidationError) -> APIError:
     param = ".".join(loc) if loc else None
     return APIError(400, f"{param}: {first.get('msg')}" if param else first.get("msg", "invalid"),
                     param=param, code="invalid_value")  # fmt: skip
+
+
+def _one_torch_thread() -> None:
+    """Media decoding runs torch ops on small tensors: one intra-op thread each (the setting is
+    per thread), so they do not spin up thread teams that fight the model's for the cores."""
+    torch.set_num_threads(1)
 
 
 def _page() -> str:
@@ -104,9 +111,13 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
         max_queue=settings.max_queue,
         max_batch_size=settings.max_batch_size,
         batch_wait_ms=settings.batch_wait_ms,
+        workers=settings.workers,
+        torch_threads=settings.torch_threads,
     )
     resolver = MediaResolver(settings)
-    decoder = ThreadPoolExecutor(settings.decode_workers, thread_name_prefix="oryx-decode")
+    decoder = ThreadPoolExecutor(
+        settings.decode_workers, thread_name_prefix="oryx-decode", initializer=_one_torch_thread
+    )
     created = int(time.time())
 
     @asynccontextmanager

@@ -1,12 +1,20 @@
-"""Dynamic batching: one worker thread owns the model and runs queued requests as batches.
+"""Dynamic batching: worker threads share the model and run queued requests as batches.
 
-Requests wait in a bounded queue (:class:`~.errors.QueueFullError` beyond ``max_queue``). The
+Requests wait in a bounded queue (:class:`~.errors.QueueFullError` beyond ``max_queue``). A free
 worker takes the oldest request, gathers compatible ones (same generation settings) for up to
-``batch_wait_ms`` or until ``max_batch_size`` (it waits only while admitted requests are still
-decoding their media, so a lone request never waits), and answers them with ONE
-:meth:`OryxPipeline.chat_batch` call: all their images/videos go through one packed encoder pass
-and the texts are generated as one left-padded batch. Max-token budgets differ? Then they are
-different batches (an answer is never cut short by a neighbour).
+``batch_wait_ms`` or until its share of the recent load (``max_batch_size`` at most; a lone
+request never waits), and answers them with ONE :meth:`OryxPipeline.chat_batch` call: all their
+images/videos go through one packed encoder pass and the texts are generated as one left-padded
+batch. Max-token budgets differ? Then they are different batches (an answer is never cut short by
+a neighbour).
+
+``workers`` > 1 runs that many batches at once on the same (shared, read-only) model, like the
+model instances of an inference server: on a CPU, where one small batch leaves cores idle (the
+decoding loop is mostly Python and torch's intra-op threads help little), two batches overlap
+(torch releases the GIL inside its ops), and while one worker generates, the requests of the
+other are being received and decoded instead of all requests waiting for one batch. The load is
+split between the free workers (8 clients, 2 workers -> batches of 4). Sampling batches take turns
+on the global RNG so that a seeded request stays reproducible.
 
 A streaming request runs alone with a :class:`TokenStreamer` that hands text to the event loop
 as it is generated. A request whose client went away is dropped while queued; a streaming one
@@ -18,12 +26,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TextStreamer
 
 from oryx_mllm.pipeline import Answer, OryxPipeline
@@ -103,6 +114,7 @@ class EngineStats:
     dropped: int = 0  # cancelled while queued: never reached the model
     cancelled: int = 0  # cancelled while generating (streaming): generation stopped early
     batch_sizes: list[int] = field(default_factory=list)
+    busy_s: float = 0.0  # wall time inside model calls
 
     def as_dict(self) -> dict:
         sizes = self.batch_sizes
@@ -113,6 +125,7 @@ class EngineStats:
             "cancelled_running": self.cancelled,
             "mean_batch_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
             "max_batch_size_seen": max(sizes, default=0),
+            "busy_s": round(self.busy_s, 3),
         }
 
 
@@ -136,8 +149,15 @@ class BatchEngine:
         max_queue: int = 64,
         max_batch_size: int = 8,
         batch_wait_ms: float = 5.0,
+        workers: int = 1,
+        torch_threads: int | None = None,
     ):
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.pipeline = pipeline
+        self.workers = workers
+        # torch's intra-op thread count is per thread: each worker gets its share of the cores
+        self.torch_threads = torch_threads or max(1, torch.get_num_threads() // workers)
         self.max_queue = max_queue
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_ms / 1000.0
@@ -145,11 +165,11 @@ class BatchEngine:
         self._queue: deque[Job] = deque()
         self._cond = threading.Condition()
         self._running = False
-        self._busy = False
         self._incoming = 0  # admitted requests still decoding their media (not queued yet)
-        self._running_size = 0
+        self._batches: dict[int, int] = {}  # worker index -> size of the batch it is running
         self._loads: deque[tuple[float, int]] = deque()  # (time, requests in the server) per submit
-        self._thread: threading.Thread | None = None
+        self._rng = threading.Lock()  # sampling batches take turns on torch's global RNG
+        self._threads: list[threading.Thread] = []
 
     # Lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -157,8 +177,14 @@ class BatchEngine:
             if self._running:
                 return
             self._running = True
-        self._thread = threading.Thread(target=self._loop, name="oryx-batch-engine", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(
+                target=self._loop, args=(k,), name=f"oryx-batch-engine-{k}", daemon=True
+            )
+            for k in range(self.workers)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         with self._cond:
@@ -168,8 +194,9 @@ class BatchEngine:
             self._cond.notify_all()
         for job in pending:
             _settle(job, exc=Cancelled("server shutting down"))
-        if self._thread is not None:
-            self._thread.join(timeout)
+        deadline = time.perf_counter() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.perf_counter()))
 
     @property
     def queued(self) -> int:
@@ -177,7 +204,7 @@ class BatchEngine:
 
     @property
     def busy(self) -> bool:
-        return self._busy
+        return bool(self._batches)
 
     # Submitting -----------------------------------------------------------------------------------
     def expect(self) -> None:
@@ -204,7 +231,8 @@ class BatchEngine:
                 raise QueueFullError(live)
             self._queue.append(job)
             now = time.perf_counter()
-            self._loads.append((now, len(self._queue) + self._running_size + self._incoming))
+            in_server = len(self._queue) + sum(self._batches.values()) + self._incoming
+            self._loads.append((now, in_server))
             while self._loads and now - self._loads[0][0] > LOAD_WINDOW_S:
                 self._loads.popleft()
             self._cond.notify_all()
@@ -227,7 +255,18 @@ class BatchEngine:
     def _compatible(self, key: tuple) -> list[Job]:
         return [j for j in self._queue if j.key() == key][: self.max_batch_size]
 
-    def _next_batch(self) -> list[Job] | None:
+    def _free_workers(self) -> int:
+        return max(1, self.workers - len(self._batches))
+
+    def _target(self) -> int:
+        """How many requests a free worker gathers: its share of the requests in the server now
+        or recently (clients that just got their answers come back) that the other workers are
+        not running already. Called under the lock."""
+        now = len(self._queue) + self._incoming
+        recent = max((n for _, n in self._loads), default=1) - sum(self._batches.values())
+        return min(self.max_batch_size, math.ceil(max(now, recent, 1) / self._free_workers()))
+
+    def _next_batch(self, worker: int) -> list[Job] | None:
         with self._cond:
             while self._running:
                 self._drop_cancelled()
@@ -236,74 +275,84 @@ class BatchEngine:
                 self._cond.wait()
             if not self._running:
                 return None
-            head = self._queue[0]
-            key = head.key()
-            if head.on_text is None:
-                deadline = time.perf_counter() + self.batch_wait_s
+            key = self._queue[0].key()
+            if self._queue[0].on_text is None:
                 # Wait only while more requests are on their way (admitted and decoding, or
-                # expected from the recent load: clients that just got their answers come back),
-                # so a lone client never waits and N clients fill batches of N.
-                recent = max((n for _, n in self._loads), default=1)
-                target = min(self.max_batch_size, recent)
-                while (
-                    self._running
-                    and (self._incoming > 0 or len(self._compatible(key)) < target)
-                    and len(self._compatible(key)) < self.max_batch_size
-                    and (left := deadline - time.perf_counter()) > 0
-                ):
+                # expected from the recent load), so a lone client never waits and N clients
+                # fill batches of N / free workers.
+                deadline = time.perf_counter() + self.batch_wait_s
+                while self._running and len(self._compatible(key)) < self._target():
+                    left = deadline - time.perf_counter()
+                    if left <= 0:
+                        break
                     self._cond.wait(left)
                 self._drop_cancelled()
-            batch = self._compatible(key)
+            ready = self._compatible(key)
+            share = max(self._target(), math.ceil(len(ready) / self._free_workers()))
+            batch = ready[:share]
             for job in batch:
                 self._queue.remove(job)
-            self._busy = bool(batch)
-            self._running_size = len(batch)
+            if batch:
+                self._batches[worker] = len(batch)
             return batch
 
-    def _loop(self) -> None:
+    def _loop(self, worker: int) -> None:
+        torch.set_num_threads(self.torch_threads)
         while True:
             batch: list[Job] | None = []
+            outcome: list[tuple[Answer | None, BaseException | None]] = []
             try:
-                batch = self._next_batch()
+                batch = self._next_batch(worker)
                 if batch is None:
                     return
                 if batch:
-                    self._run(batch)
+                    outcome = self._run(batch)
             except Exception as exc:  # noqa: BLE001 - the worker must outlive any bug
                 log.exception("batch engine error")
-                for job in batch or []:
-                    _settle(job, exc=exc)
+                outcome = [(None, exc)] * len(batch or [])
             finally:
-                self._busy = False
-                self._running_size = 0
+                # Free the worker BEFORE answering: a client that gets its answer and comes back
+                # must not be counted as still running (it would make the next batch wait for a
+                # request that is not coming).
+                with self._cond:
+                    self._batches.pop(worker, None)
+                    self._cond.notify_all()
+            for job, (answer, exc) in zip(batch or [], outcome):
+                _settle(job, answer, exc)
 
-    def _run(self, batch: list[Job]) -> None:
+    def _run(self, batch: list[Job]) -> list[tuple[Answer | None, BaseException | None]]:
+        """One model call for ``batch``: ``(answer, None)`` or ``(None, error)`` per job."""
         head = batch[0]
         p = head.params
         streamer = None
         if head.on_text is not None:
             tok = self.pipeline.processor.tokenizer
             streamer = TokenStreamer(tok, head.on_text, head.cancelled)
-        self.stats.model_calls += 1
-        self.stats.requests += len(batch)
-        self.stats.batch_sizes.append(len(batch))
+        with self._cond:
+            self.stats.model_calls += 1
+            self.stats.requests += len(batch)
+            self.stats.batch_sizes.append(len(batch))
+        t0 = time.perf_counter()
+        rng = self._rng if p.temperature > 0 else nullcontext()
         try:
-            answers = self.pipeline.chat_batch(
-                [j.messages for j in batch],
-                max_new_tokens=p.max_tokens,
-                temperature=p.temperature,
-                top_p=p.top_p,
-                stop=list(p.stop) or None,
-                seed=p.seed,
-                streamer=streamer,
-            )
+            with rng:
+                answers = self.pipeline.chat_batch(
+                    [j.messages for j in batch],
+                    max_new_tokens=p.max_tokens,
+                    temperature=p.temperature,
+                    top_p=p.top_p,
+                    stop=list(p.stop) or None,
+                    seed=p.seed,
+                    streamer=streamer,
+                )
         except Exception as exc:  # noqa: BLE001 - every failure goes back to its requests
-            if isinstance(exc, Cancelled):
-                self.stats.cancelled += 1
-            else:
+            with self._cond:
+                if isinstance(exc, Cancelled):
+                    self.stats.cancelled += 1
+            if not isinstance(exc, Cancelled):
                 log.exception("model call failed for %d request(s)", len(batch))
-            for job in batch:
-                _settle(job, exc=exc)
-            return
-        for job, answer in zip(batch, answers):
-            _settle(job, answer)
+            return [(None, exc)] * len(batch)
+        finally:
+            with self._cond:
+                self.stats.busy_s += time.perf_counter() - t0
+        return [(answer, None) for answer in answers]

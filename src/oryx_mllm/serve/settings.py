@@ -39,6 +39,12 @@ class ServeSettings(BaseModel):
     max_queue: int = Field(64, gt=0, description="Requests waiting for the model (429 beyond)")
     max_batch_size: int = Field(8, gt=0, description="Most requests run as one model call")
     batch_wait_ms: float = Field(5.0, ge=0, description="How long to gather a batch")
+    workers: int = Field(
+        1, gt=0, description="Batches run at once on the shared model (model instances)"
+    )
+    torch_threads: int | None = Field(
+        None, gt=0, description="torch intra-op threads per worker; None = the cores / workers"
+    )
 
     # Generation
     default_max_tokens: int = Field(256, gt=0)
