@@ -30,12 +30,13 @@ def workspace(tmp_path_factory):
     return {"json": make_dataset(data), "model": save_tiny_model(root / "model"), "root": root}
 
 
-def losses_by_step(output_dir: Path) -> dict[int, float]:
-    """Loss per step from metrics.jsonl (the last line for a step wins: a resumed run re-logs)."""
+def losses_by_step(output_dir: Path, key: str = "loss") -> dict[int, float]:
+    """Loss (or ``key``) per step from metrics.jsonl (the last line for a step wins: a resumed
+    run re-logs)."""
     out = {}
     for line in (output_dir / "metrics.jsonl").read_text().splitlines():
         row = json.loads(line)
-        out[row["step"]] = row["loss"]
+        out[row["step"]] = row[key]
     return out
 
 
@@ -117,7 +118,9 @@ def test_resume_after_kill_gives_the_same_loss_curve(workspace, tmp_path):
 
 
 def test_two_processes_equal_one_process_with_accumulation(workspace, tmp_path):
-    common = dict(max_steps=3, save_steps=3, per_device_batch_size=2)
+    # a decaying schedule, so a scheduler stepped at the wrong rate under DDP shows in lr and loss
+    optim = {"lr": 3e-3, "warmup_ratio": 0.0, "schedule": "cosine"}
+    common = dict(max_steps=3, save_steps=3, per_device_batch_size=2, optim=optim)
     single = recipe_dict(
         workspace["model"],
         workspace["json"],
@@ -137,6 +140,9 @@ def test_two_processes_equal_one_process_with_accumulation(workspace, tmp_path):
     two = losses_by_step(tmp_path / "ddp")
     for step, loss in enumerate(one.losses, start=1):
         assert two[step] == pytest.approx(loss, abs=1e-5), (step, two, one.losses)
+    lr_one, lr_two = (losses_by_step(tmp_path / d, "lr") for d in ("single", "ddp"))
+    assert lr_two == pytest.approx(lr_one, abs=1e-12)
+    assert lr_one[3] < lr_one[2] < lr_one[1]
 
 
 def test_interrupted_save_is_ignored_on_resume(workspace, tmp_path):

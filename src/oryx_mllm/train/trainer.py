@@ -294,6 +294,10 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         kwargs_handlers=[ddp],
+        # One scheduler step per optimiser step on every process. Accelerate's default steps a
+        # prepared scheduler num_processes times per call, which runs the schedule N times too
+        # fast under N processes (the cosine reaches 0 at max_steps / N, then rises again).
+        step_scheduler_with_optimizer=False,
         cpu=not torch.cuda.is_available(),
     )
     set_seed(cfg.seed)
