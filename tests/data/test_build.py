@@ -71,3 +71,14 @@ def test_marks_fraction_and_counts():
     assert 0.4 < share < 0.6
     assert not any(has_marks(i, 0.0) for i in ids)
     assert parse_counts(["objects=3", "documents/table=1"]) == {"objects": 3, "documents/table": 1}
+
+
+def test_session_records_are_multi_turn(tmp_path):
+    path = build_split(tmp_path, {"objects/qa_session": 2, "multiview/scene_session": 1})
+    for rec in json.loads(path.read_text()):
+        conv = rec["conversations"]
+        assert len(conv) >= 4 and len(conv) % 2 == 0
+        assert [m["from"] for m in conv] == ["human", "gpt"] * (len(conv) // 2)
+        placeholders = [m["value"].count("<image>") + m["value"].count("<video>") for m in conv]
+        assert placeholders[0] == 1 and sum(placeholders) == 1
+        assert conv[1]["value"] == rec["answer"]

@@ -12,6 +12,7 @@ from oryx_mllm.data.synthetic import (
     COLORS,
     FAMILIES,
     TASKS,
+    TRAIN_TASKS,
     NeedleVideo,
     SyntheticSample,
     documents,
@@ -51,7 +52,7 @@ def test_same_seed_same_sample_different_seed_different(task):
     assert media_bytes(c) != media_bytes(d)
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", [t for t in TASKS if t not in TRAIN_TASKS])
 def test_sample_format(task):
     s = generate(task, 0, 5)
     assert s.task == task and s.modality in ("image", "video", "video_long", "multiview")
@@ -319,3 +320,76 @@ def test_image_generation_speed():
     dt = time.perf_counter() - t0
     assert len(samples) == 200
     assert dt < 10.0, f"200 image samples took {dt:.1f}s"
+
+
+# ----------------------------------------------------------------------------- multi-turn sessions
+
+
+def _turns(s: SyntheticSample) -> list[tuple[str, str]]:
+    return [(s.question, s.answer), *s.turns]
+
+
+@pytest.mark.parametrize("task", list(TRAIN_TASKS))
+def test_session_format(task):
+    for i in range(4):
+        s = generate(task, 0, i)
+        turns = _turns(s)
+        assert len(turns) >= 2 and s.task == task
+        assert s.question.startswith(s.placeholder + "\n")
+        assert all("<image>" not in q and "<video>" not in q for q, _ in turns[1:])
+        assert len({q for q, _ in turns}) == len(turns)  # no question asked twice
+        assert all(a and "\n" not in a for _, a in turns)
+
+
+def test_sessions_belong_to_no_family():
+    in_families = {t for tasks in FAMILIES.values() for t in tasks}
+    assert not in_families & set(TRAIN_TASKS)
+
+
+def test_objects_session_answers_match_the_scene():
+    from oryx_mllm.data.synthetic.task_objects import describe_objects
+
+    for i in range(10):
+        s = generate("objects/qa_session", 0, i)
+        objs = s.meta["objects"]
+        for q, a in _turns(s):
+            q = q.removeprefix("<image>\n")
+            if q.startswith(("List the objects", "Which objects")):
+                assert a == describe_objects(objs)
+                assert a.count(",") == len(objs) - 1
+            elif q.startswith(("Is there a", "Does the image contain")):
+                words = q.rstrip("?").split()
+                color, shape = words[-2], words[-1]
+                present = any(o["color"] == color and o["shape"] == shape for o in objs)
+                assert a == ("yes" if present else "no")
+
+
+def test_document_sessions_read_other_lines_and_keys():
+    s = generate("documents/line_session", 0, 1)
+    codes = s.meta["codes"]
+    for q, a in _turns(s):
+        line = int(q.rstrip(".?").split()[-1])
+        assert a == codes[line - 1]
+    s = generate("documents/key_session", 0, 1)
+    fields = s.meta["fields"]
+    for q, a in _turns(s):
+        key = next(k for k in fields if f"'{k}'" in q or f" {k} " in q)
+        assert a == fields[key]["code"]
+
+
+def test_scene_session_counts_and_relations():
+    for i in range(6):
+        s = generate("multiview/scene_session", 0, i)
+        assert s.answer == str(s.meta["num_objects"])
+        pts = {p["id"]: p for p in s.meta["points"][0]}
+        by_name = {f"{o['color']} {o['shape']}": o for o in s.meta["objects"]}
+        for q, a in s.turns:
+            names = [n for n in by_name if f"the {n}" in q]
+            assert len(names) == 2
+            first, second = sorted(names, key=q.index)
+            pa, pb = pts[by_name[first]["id"]], pts[by_name[second]["id"]]
+            if "left or" in q:
+                assert a == ("left" if pa["u"] < pb["u"] else "right")
+            else:
+                nearer = first if pa["depth"] < pb["depth"] else second
+                assert a == by_name[nearer]["color"]

@@ -99,8 +99,12 @@ def marked_views(sample: SyntheticSample) -> list[Image.Image]:
     return draw_correspondence_marks(sample.media, points=sample.meta["mark_points"])
 
 
-def _conversation(question: str, answer: str) -> list[dict]:
-    return [{"from": "human", "value": question}, {"from": "gpt", "value": answer}]
+def _conversation(sample: SyntheticSample) -> list[dict]:
+    """The sample's question and answer, then its follow-up turns (multi-turn training tasks)."""
+    turns = [(sample.question, sample.answer), *sample.turns]
+    return [
+        m for q, a in turns for m in ({"from": "human", "value": q}, {"from": "gpt", "value": a})
+    ]
 
 
 def default_task_kwargs(long_frames: int) -> dict[str, dict]:
@@ -109,6 +113,8 @@ def default_task_kwargs(long_frames: int) -> dict[str, dict]:
     return {
         "documents/line_code": {"page_sides": TINY_PAGE_SIDES},
         "documents/key_lookup": {"page_sides": TINY_PAGE_SIDES},
+        "documents/line_session": {"page_sides": TINY_PAGE_SIDES},
+        "documents/key_session": {"page_sides": TINY_PAGE_SIDES},
     }
 
 
@@ -187,7 +193,7 @@ def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: B
         extra["marks"] = marks
     else:
         raise ValueError(f"unknown modality {sample.modality!r}")
-    rec["conversations"] = _conversation(sample.question, sample.answer)
+    rec["conversations"] = _conversation(sample)
     rec.update(extra)
     return rec
 

@@ -12,6 +12,11 @@ long_videos        video_long (100-1600 fr.)   needle-in-a-haystack retrieval (A
 multiview_scenes   multiview (2-6 views)       cross-view counting and spatial relations
 =================  ==========================  ===============================================
 
+Training-only multi-turn tasks (``TRAIN_TASKS``, in no family): ``objects/qa_session``,
+``documents/line_session``, ``documents/key_session`` and ``multiview/scene_session`` ask several
+questions about ONE image / scene (``SyntheticSample.turns``), so its visual tokens are computed
+once and supervised many times -- what lets the embedded tiny model learn to look on a CPU budget.
+
 Seeds and splits. Sample ``index`` of task ``task`` in the stream with base seed ``seed`` is drawn
 from ``SeedSequence([seed, crc32(task), index])``: it depends on nothing else, so streams are
 reproducible and can be extended. Convention: **training data uses base seeds in
@@ -54,12 +59,20 @@ from oryx_mllm.data.synthetic.task_long_videos import NeedleVideo, make_needle_v
 
 TaskFn = Callable[..., SyntheticSample]
 
+# Training-only multi-turn "sessions": one image / scene with several questions about it. They
+# belong to no family, so held-out evaluation (which asks single questions) never draws them.
+TRAIN_TASKS: dict[str, TaskFn] = {
+    **_documents.TRAIN_TASKS,
+    **_objects.TRAIN_TASKS,
+    **_multiview.TRAIN_TASKS,
+}
 TASKS: dict[str, TaskFn] = {
     **_documents.TASKS,
     **_objects.TASKS,
     **_videos.TASKS,
     **_long_videos.TASKS,
     **_multiview.TASKS,
+    **TRAIN_TASKS,
 }
 FAMILIES: dict[str, tuple[str, ...]] = {
     "documents": tuple(_documents.TASKS),
@@ -227,6 +240,7 @@ __all__ = [
     "SHAPES",
     "TASKS",
     "TEST_SEEDS",
+    "TRAIN_TASKS",
     "TEST_SEED_MIN",
     "TRAIN_SEEDS",
     "FrameSource",

@@ -79,6 +79,8 @@ class SyntheticSample:
     question: str
     answer: str
     meta: dict = field(default_factory=dict)
+    # follow-up (question, answer) turns about the same media (training-only multi-turn tasks)
+    turns: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def placeholder(self) -> str:

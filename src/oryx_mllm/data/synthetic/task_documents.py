@@ -283,11 +283,62 @@ def table(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
     )
 
 
+def _session(sample: SyntheticSample, task: str, followups: list[tuple[str, str]], turns: int):
+    """The sample's question plus up to ``turns - 1`` follow-ups (no image placeholder)."""
+    sample.id = sample.id.replace(sample.task, task, 1)
+    sample.task = task
+    sample.turns = followups[: max(0, turns - 1)]
+    return sample
+
+
+def line_session(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    page_sides=PAGE_SIDES,
+    turns: int = 8,
+) -> SyntheticSample:
+    """Training only: one ``line_code`` page read line after line in a multi-turn conversation
+    (the code of ``turns`` different lines), so a page is encoded once and supervised many times.
+    """
+    sample = line_code(rng, seed, index, page_sides=page_sides)
+    codes, asked = sample.meta["codes"], sample.meta["line"]
+    order = [int(k) + 1 for k in rng.permutation(len(codes)) if int(k) + 1 != asked]
+    followups = [(choice(rng, LINE_TEMPLATES).format(k=k), codes[k - 1]) for k in order]
+    return _session(sample, "documents/line_session", followups, turns)
+
+
+def key_session(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    page_sides=PAGE_SIDES,
+    turns: int = 8,
+) -> SyntheticSample:
+    """Training only: one ``key_lookup`` form with every key asked in turn."""
+    sample = key_lookup(rng, seed, index, page_sides=page_sides)
+    fields, asked = sample.meta["fields"], sample.meta["key"]
+    keys = [k for k in sample_without_replacement(rng, list(fields), len(fields)) if k != asked]
+    followups = [(choice(rng, KEY_TEMPLATES).format(key=k), fields[k]["code"]) for k in keys]
+    return _session(sample, "documents/key_session", followups, turns)
+
+
 TASKS = {
     "documents/line_code": line_code,
     "documents/key_lookup": key_lookup,
     "documents/bar_chart": bar_chart,
     "documents/table": table,
 }
+# Training-only tasks: not part of the family (held-out evaluation asks single questions).
+TRAIN_TASKS = {"documents/line_session": line_session, "documents/key_session": key_session}
 
-__all__ = ["GLYPH_W", "PAGE_SIDES", "TASKS", "bar_chart", "key_lookup", "line_code", "table"]
+__all__ = [
+    "GLYPH_W",
+    "PAGE_SIDES",
+    "TASKS",
+    "TRAIN_TASKS",
+    "bar_chart",
+    "key_lookup",
+    "line_code",
+    "table",
+]

@@ -317,14 +317,55 @@ def closer(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
     return _sample(task, seed, index, views, q, near["color"], {**meta, "a": a["id"], "b": b["id"]})
 
 
+def scene_session(
+    rng: np.random.Generator, seed: int, index: int, turns: int = 5
+) -> SyntheticSample:
+    """Training only: ONE scene with its object count and several left/right and nearer
+    questions about pairs in the first view, as a multi-turn conversation (the views are encoded
+    once and supervised ``turns`` times). Colours repeat in half of the scenes, as in ``count``.
+    """
+    task = "multiview/scene_session"
+    views, meta = _scene_sample(rng, task, distinct_colors=rng.random() < 0.5, k_range=(1, 6))
+    qas = [(make_question(rng, "<video>", COUNT_TEMPLATES), str(meta["num_objects"]))]
+    names = [_name(o) for o in meta["objects"]]
+    unique = {o["id"] for o in meta["objects"] if names.count(_name(o)) == 1}
+    pts = {p["id"]: p for p in meta["points"][0]}
+    lr = [
+        p
+        for p in _pairs_in_view0(meta, lambda p: p["u"], 8.0)
+        if {p[0]["id"], p[1]["id"]} <= unique
+    ]
+    near = [
+        p
+        for p in _pairs_in_view0(meta, lambda p: p["depth"], 0.5)
+        if {p[0]["id"], p[1]["id"]} <= unique
+    ]
+    for _ in range(turns - 1):
+        if lr and (not near or rng.random() < 0.5):
+            a, b = lr.pop(int(rng.integers(len(lr))))
+            q = choice(rng, LR_TEMPLATES).format(a=_name(a), b=_name(b))
+            qas.append((q, "left" if pts[a["id"]]["u"] < pts[b["id"]]["u"] else "right"))
+        elif near:
+            a, b = near.pop(int(rng.integers(len(near))))
+            q = choice(rng, CLOSER_TEMPLATES).format(a=_name(a), b=_name(b))
+            nearer = a if pts[a["id"]]["depth"] < pts[b["id"]]["depth"] else b
+            qas.append((q, nearer["color"]))
+    sample = _sample(task, seed, index, views, qas[0][0], qas[0][1], meta)
+    sample.turns = qas[1:]
+    return sample
+
+
 TASKS = {
     "multiview/count": count,
     "multiview/left_right": left_right,
     "multiview/closer": closer,
 }
+# Training-only tasks: not part of the family (held-out evaluation asks single questions).
+TRAIN_TASKS = {"multiview/scene_session": scene_session}
 
 __all__ = [
     "TASKS",
+    "TRAIN_TASKS",
     "VIEW_SIDES",
     "camera_basis",
     "closer",

@@ -57,6 +57,7 @@ HALF_TEMPLATES = (
     "In which half of the image is the {a}, {h1} or {h2}?",
     "Is the {a} in the {h1} or the {h2} half?",
 )
+DESCRIBE_TEMPLATES = ("List the objects from left to right.", "Which objects are there?")
 EXISTS_TEMPLATES = ("Is there a {color} {shape}?", "Does the image contain a {color} {shape}?")
 
 
@@ -93,24 +94,29 @@ def _sample(task, seed, index, img, question, answer, objects, **meta) -> Synthe
     )
 
 
-def color(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
-    """Colour of the shape that occurs exactly once in the scene."""
-    task = "objects/color"
-    while True:
-        img, objects = scene(rng)
-        unique = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
-        if unique:
-            break
+def _ask_color(rng: np.random.Generator, objects: list[dict]):
+    """``(question, answer, meta)`` about the colour of a shape that occurs once, or None."""
+    unique = [s for s in SHAPES if sum(o["shape"] == s for o in objects) == 1]
+    if not unique:
+        return None
     shape = choice(rng, unique)
     target = next(o for o in objects if o["shape"] == shape)
     q = make_question(rng, "<image>", COLOR_TEMPLATES, shape=shape)
-    return _sample(task, seed, index, img, q, target["color"], objects, shape=shape)
+    return q, target["color"], {"shape": shape}
 
 
-def count(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+def color(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Colour of the shape that occurs exactly once in the scene."""
+    while True:
+        img, objects = scene(rng)
+        asked = _ask_color(rng, objects)
+        if asked:
+            q, answer, meta = asked
+            return _sample("objects/color", seed, index, img, q, answer, objects, **meta)
+
+
+def _ask_count(rng: np.random.Generator, objects: list[dict]):
     """Count objects of a colour, of a shape, or of both (the answer may be 0)."""
-    task = "objects/count"
-    img, objects = scene(rng)
     kind = choice(rng, ("color", "shape", "both"))
     # Ask about an attribute present in the scene 80% of the time, a random one otherwise.
     ref = choice(rng, objects)
@@ -126,75 +132,70 @@ def count(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
         q = make_question(rng, "<image>", COUNT_BOTH_TEMPLATES, color=c, shapes=plural(s))
         n = sum(o["color"] == c and o["shape"] == s for o in objects)
     query = {"color": c if kind != "shape" else None, "shape": s if kind != "color" else None}
-    return _sample(task, seed, index, img, q, str(n), objects, kind=kind, query=query, count=n)
+    return q, str(n), {"kind": kind, "query": query, "count": n}
+
+
+def count(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Count objects of a colour, of a shape, or of both (the answer may be 0)."""
+    img, objects = scene(rng)
+    q, answer, meta = _ask_count(rng, objects)
+    return _sample("objects/count", seed, index, img, q, answer, objects, **meta)
 
 
 def _name(o: dict) -> str:
     return f"{o['color']} {o['shape']}"
 
 
+def _ask_position(rng: np.random.Generator, objects: list[dict], side: int, kind: str):
+    """Relative (``kind`` "lr"/"ud") or absolute ("half") position question, or None when the
+    scene has no object (pair) that can be asked about unambiguously."""
+    names = [_name(o) for o in objects]
+    nameable = [o for o in objects if names.count(_name(o)) == 1]
+    if kind == "half":
+        axis = choice(rng, ("x", "y"))
+        ok = [o for o in nameable if abs(o[axis] - side / 2) >= o["r"]]
+        if not ok:
+            return None
+        a = choice(rng, ok)
+        h1, h2 = ("left", "right") if axis == "x" else ("top", "bottom")
+        if rng.random() < 0.5:
+            h1, h2 = h2, h1
+        q = make_question(rng, "<image>", HALF_TEMPLATES, a=_name(a), h1=h1, h2=h2)
+        first = a[axis] < side / 2
+        answer = ("left" if first else "right") if axis == "x" else ("top" if first else "bottom")
+        return q, answer, {"kind": kind, "a": _name(a), "axis": axis}
+    axis = "x" if kind == "lr" else "y"
+    pairs = [
+        (a, b)
+        for a in nameable
+        for b in nameable
+        if a is not b and abs(a[axis] - b[axis]) >= max(a["r"], b["r"])
+    ]
+    if not pairs:
+        return None
+    a, b = choice(rng, pairs)
+    templates = LR_TEMPLATES if kind == "lr" else UD_TEMPLATES
+    q = make_question(rng, "<image>", templates, a=_name(a), b=_name(b))
+    if kind == "lr":
+        answer = "left" if a["x"] < b["x"] else "right"
+    else:
+        answer = "above" if a["y"] < b["y"] else "below"
+    return q, answer, {"kind": kind, "a": _name(a), "b": _name(b), "axis": axis}
+
+
 def position(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
     """Relative (left/right, above/below) or absolute (which half) position of named objects."""
-    task = "objects/position"
     kind = choice(rng, ("lr", "ud", "half"))
     while True:
         img, objects = scene(rng, n_min=1 if kind == "half" else 2)
-        names = [_name(o) for o in objects]
-        nameable = [o for o in objects if names.count(_name(o)) == 1]
-        side = img.size[0]
-        if kind == "half":
-            axis = choice(rng, ("x", "y"))
-            ok = [o for o in nameable if abs(o[axis] - side / 2) >= o["r"]]
-            if ok:
-                a = choice(rng, ok)
-                h1, h2 = ("left", "right") if axis == "x" else ("top", "bottom")
-                if rng.random() < 0.5:
-                    h1, h2 = h2, h1
-                q = make_question(rng, "<image>", HALF_TEMPLATES, a=_name(a), h1=h1, h2=h2)
-                first = a[axis] < side / 2
-                answer = (
-                    ("left" if first else "right")
-                    if axis == "x"
-                    else ("top" if first else "bottom")
-                )
-                return _sample(
-                    task, seed, index, img, q, answer, objects, kind=kind, a=_name(a), axis=axis
-                )
-            continue
-        axis = "x" if kind == "lr" else "y"
-        pairs = [
-            (a, b)
-            for a in nameable
-            for b in nameable
-            if a is not b and abs(a[axis] - b[axis]) >= max(a["r"], b["r"])
-        ]
-        if pairs:
-            a, b = choice(rng, pairs)
-            templates = LR_TEMPLATES if kind == "lr" else UD_TEMPLATES
-            q = make_question(rng, "<image>", templates, a=_name(a), b=_name(b))
-            if kind == "lr":
-                answer = "left" if a["x"] < b["x"] else "right"
-            else:
-                answer = "above" if a["y"] < b["y"] else "below"
-            return _sample(
-                task,
-                seed,
-                index,
-                img,
-                q,
-                answer,
-                objects,
-                kind=kind,
-                a=_name(a),
-                b=_name(b),
-                axis=axis,
-            )
+        asked = _ask_position(rng, objects, img.size[0], kind)
+        if asked:
+            q, answer, meta = asked
+            return _sample("objects/position", seed, index, img, q, answer, objects, **meta)
 
 
-def exists(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+def _ask_exists(rng: np.random.Generator, objects: list[dict]):
     """Is a given colour+shape combination present? Balanced yes/no."""
-    task = "objects/exists"
-    img, objects = scene(rng)
     present = {(o["color"], o["shape"]) for o in objects}
     if rng.random() < 0.5:
         c, s = sorted(present)[int(rng.integers(len(present)))]
@@ -202,8 +203,59 @@ def exists(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
         absent = [(c, s) for c in COLOR_NAMES for s in SHAPES if (c, s) not in present]
         c, s = absent[int(rng.integers(len(absent)))]
     q = make_question(rng, "<image>", EXISTS_TEMPLATES, color=c, shape=s)
-    answer = "yes" if (c, s) in present else "no"
-    return _sample(task, seed, index, img, q, answer, objects, query={"color": c, "shape": s})
+    return q, "yes" if (c, s) in present else "no", {"query": {"color": c, "shape": s}}
+
+
+def exists(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+    """Is a given colour+shape combination present? Balanced yes/no."""
+    img, objects = scene(rng)
+    q, answer, meta = _ask_exists(rng, objects)
+    return _sample("objects/exists", seed, index, img, q, answer, objects, **meta)
+
+
+def describe_objects(objects: list[dict]) -> str:
+    """Every object as "colour shape", left to right: ``"red triangle, blue square"``."""
+    return ", ".join(_name(o) for o in sorted(objects, key=lambda o: o["x"]))
+
+
+def qa_session(
+    rng: np.random.Generator, seed: int, index: int, turns: int = 6, describe: bool = True
+) -> SyntheticSample:
+    """Training only: ONE scene with several questions of every kind, as a multi-turn
+    conversation (``SyntheticSample.turns``).
+
+    A sample then carries many answers per encoded image instead of one, which is what lets a
+    model trained from scratch on a CPU learn to look: the visual tokens are computed once and
+    supervised ``turns`` times. With ``describe`` one of the turns asks for the list of objects
+    (left to right), the densest supervision a scene offers.
+    """
+    img, objects = scene(rng)
+    side = img.size[0]
+    qas: list[tuple[str, str]] = []
+    if describe:
+        qas.append((choice(rng, DESCRIBE_TEMPLATES), describe_objects(objects)))
+    for _ in range(8 * turns):
+        if len(qas) >= turns:
+            break
+        kind = choice(rng, ("color", "count", "position", "exists"))
+        if kind == "color":
+            asked = _ask_color(rng, objects)
+        elif kind == "count":
+            asked = _ask_count(rng, objects)
+        elif kind == "position":
+            asked = _ask_position(rng, objects, side, choice(rng, ("lr", "ud", "half")))
+        else:
+            asked = _ask_exists(rng, objects)
+        if asked and all(asked[0] != q for q, _ in qas):
+            qas.append(asked[:2])
+    # random order (the list question is no more often first than any other), and only the
+    # first question carries the image placeholder
+    qas = [qas[int(i)] for i in rng.permutation(len(qas))]
+    qas = [(q.removeprefix("<image>\n"), a) for q, a in qas]
+    qas[0] = (f"<image>\n{qas[0][0]}", qas[0][1])
+    sample = _sample("objects/qa_session", seed, index, img, qas[0][0], qas[0][1], objects)
+    sample.turns = qas[1:]
+    return sample
 
 
 TASKS = {
@@ -212,5 +264,18 @@ TASKS = {
     "objects/position": position,
     "objects/exists": exists,
 }
+# Training-only tasks: not part of the family (held-out evaluation asks single questions).
+TRAIN_TASKS = {"objects/qa_session": qa_session}
 
-__all__ = ["IMAGE_SIDES", "TASKS", "color", "count", "exists", "position", "scene"]
+__all__ = [
+    "IMAGE_SIDES",
+    "TASKS",
+    "TRAIN_TASKS",
+    "describe_objects",
+    "qa_session",
+    "color",
+    "count",
+    "exists",
+    "position",
+    "scene",
+]
