@@ -1,0 +1,200 @@
+"""Quick learning probe for the embedded tiny model's recipe (docs/default_model.md).
+
+Trains the tiny architecture of ``recipes/tiny.yaml`` in-process on synthetic samples generated
+on the fly (no files), and reports teacher-forced exact-match accuracy of the answer tokens on
+held-out samples (test seed 1,000,000) every ``--eval-every`` steps. It is a fast way to compare
+learning rates, tasks or curricula for a few hundred steps before committing to a full
+``scripts/build_tiny_model.sh`` run; it is not the shipped training path (``oryx train``).
+
+    OMP_NUM_THREADS=1 python scripts/tiny_probe.py --tasks objects/qa_session --eval-tasks objects \
+        --steps 600 --lr 1e-3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from oryx_mllm.config import OryxConfig
+from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
+from oryx_mllm.data.tokenizer import build_tokenizer
+from oryx_mllm.model import OryxForConditionalGeneration
+from oryx_mllm.processing.chat import ensure_visual_token
+from oryx_mllm.train.config import DataSpec
+from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
+from oryx_mllm.vision import OryxViT, OryxViTConfig
+
+TINY_IMAGE = {"max_pixels": 102400, "multiple": 32, "lowres_pixels": 4096, "lowres_multiple": 32}
+TINY_VIDEO = {
+    "fps": 1.0,
+    "list_fps": 1.0,
+    "max_frames": 16,
+    "long_max_frames": 32,
+    "min_pixels": 4096,
+    "max_pixels": 4096,
+    "multiple": 32,
+    "long_multiple": 64,
+}
+
+
+def record(s: SyntheticSample, long_frames: int = 32) -> dict:
+    """A synthetic sample as the raw item :class:`TrainTransform` takes (all turns)."""
+    if s.modality == "image":
+        media = [s.media]
+    elif s.modality == "video_long":
+        n = len(s.media)
+        media = [[s.media.frame(int(k * n / long_frames)) for k in range(long_frames)]]
+    else:
+        media = [list(s.media)]
+    turns = [(s.question, s.answer), *s.turns]
+    conv = [
+        m for q, a in turns for m in ({"from": "human", "value": q}, {"from": "gpt", "value": a})
+    ]
+    return {"id": s.id, "modality": s.modality, "media": media, "conversations": conv}
+
+
+class Stream(IterableDataset):
+    """Endless round-robin over ``tasks`` with training seed ``seed``."""
+
+    def __init__(self, tasks: list[str], seed: int, transform: TrainTransform):
+        self.tasks, self.seed, self.transform = tasks, seed, transform
+
+    def __iter__(self):
+        i = 0
+        while True:
+            task = self.tasks[i % len(self.tasks)]
+            yield self.transform(record(generate(task, self.seed, i // len(self.tasks))))
+            i += 1
+
+
+def build_model(llm_layers: int, vit_depth: int, visual_token_id: int):
+    vc = OryxViTConfig(
+        hidden_size=128, depth=vit_depth, num_heads=4, mlp_hidden_size=384, position_grid=24
+    )
+    lc = AutoConfig.for_model(
+        "qwen2",
+        vocab_size=768,
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=llm_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        eos_token_id=2,
+        bos_token_id=None,
+        initializer_range=0.02,
+    )
+    tower = OryxViT(vc)
+    cfg = OryxConfig.from_llm_config(
+        lc, vision_config=tower.config, compressor_mid_size=128, visual_token_id=visual_token_id
+    )
+    llm = AutoModelForCausalLM.from_config(lc)
+    return OryxForConditionalGeneration(cfg, language_model=llm, vision_tower=tower)
+
+
+@torch.no_grad()
+def evaluate(model, collate, examples) -> dict[str, float]:
+    """Teacher-forced exact match: every answer token (and the end token) argmax-correct."""
+    model.eval()
+    hits: dict[str, list[bool]] = {}
+    for k in range(0, len(examples), 16):
+        chunk = examples[k : k + 16]
+        b = collate([e for _, e in chunk])[0]
+        logits = model(
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            visual_inputs=b["visual_inputs"],
+        ).logits
+        pred, labels = logits[:, :-1].argmax(-1), b["labels"][:, 1:]
+        ok = ((pred == labels) | (labels == -100)).all(-1)
+        for (task, _), o in zip(chunk, ok.tolist(), strict=True):
+            hits.setdefault(task, []).append(o)
+    model.train()
+    return {t: round(sum(v) / len(v), 3) for t, v in hits.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="objects/qa_session", help="comma-separated tasks/families")
+    p.add_argument("--eval-tasks", default="objects")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--vision-lr", type=float, default=None, help="default: --lr")
+    p.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--eval-per-task", type=int, default=24)
+    p.add_argument("--llm-layers", type=int, default=4)
+    p.add_argument("--vit-depth", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    torch.manual_seed(a.seed)
+
+    tasks = [t for n in a.tasks.split(",") for t in list_tasks(n)]
+    eval_tasks = [t for n in a.eval_tasks.split(",") for t in list_tasks(n)]
+    tok = build_tokenizer()
+    visual_id = ensure_visual_token(tok)
+    data = DataSpec(max_length=4096, image=TINY_IMAGE, video=TINY_VIDEO)
+    transform = TrainTransform(tok, visual_id, data)
+    collate = MicroBatchCollator(tok.pad_token_id, 1)
+    loader = DataLoader(
+        Stream(tasks, a.seed, transform),
+        batch_size=a.batch_size,
+        num_workers=1,
+        collate_fn=lambda b: collate(b)[0],
+        prefetch_factor=4,
+    )
+    held_out = [
+        (t, transform(record(generate(t, TEST_SEED_MIN, i))))
+        for i in range(a.eval_per_task)
+        for t in eval_tasks
+    ]
+
+    model = build_model(a.llm_layers, a.vit_depth, visual_id)
+    groups = [
+        [p for n, p in model.named_parameters() if not n.startswith("language_model")],
+        [p for n, p in model.named_parameters() if n.startswith("language_model")],
+    ]
+    opt = torch.optim.AdamW(
+        [{"params": groups[0], "lr": a.vision_lr or a.lr}, {"params": groups[1], "lr": a.lr}],
+        weight_decay=0.01,
+    )
+    warm = max(1, int(0.05 * a.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
+    )
+
+    start, ema, batches = time.time(), None, iter(loader)
+    for step in range(1, a.steps + 1):
+        b = next(batches)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = model(
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                visual_inputs=b["visual_inputs"],
+                labels=b["labels"],
+            ).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if step % 25 == 0:
+            print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
+        if step % a.eval_every == 0 or step == a.steps:
+            acc = evaluate(model, collate, held_out)
+            mean = sum(acc.values()) / len(acc)
+            print("EVAL", step, json.dumps(acc), f"mean {mean:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
