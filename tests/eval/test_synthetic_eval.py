@@ -53,3 +53,12 @@ def test_evaluate_the_default_model_writes_tables(tmp_path):
     md = write_report(report, tmp_path)
     assert "| objects/exists |" in md.read_text() and "| objects/exists |" in to_markdown(report)
     assert json.loads((tmp_path / "synthetic_eval.json").read_text())["options"]["per_task"] == 2
+
+
+def test_default_tasks_are_the_families_without_training_sessions():
+    from oryx_mllm.data.synthetic import FAMILIES, TRAIN_TASKS
+    from oryx_mllm.eval.synthetic import _tasks
+
+    tasks = _tasks(None)
+    assert tasks == [t for family in FAMILIES.values() for t in family]
+    assert not set(tasks) & set(TRAIN_TASKS)

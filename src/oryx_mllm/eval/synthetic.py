@@ -109,8 +109,8 @@ class SampleResult:
 
 
 def _tasks(names: Sequence[str] | None) -> list[str]:
-    if names is None:
-        return list(list_tasks())
+    if names is None:  # every evaluation task (training-only sessions belong to no family)
+        return [t for family in FAMILIES.values() for t in family]
     out: list[str] = []
     for name in names:
         out += [t for t in list_tasks(name) if t not in out]
