@@ -11,8 +11,8 @@ ASSET=src/oryx_mllm/assets/oryx-tiny
 
 rm -rf "$DATA" "$OUT"
 # Most records are multi-turn "sessions" (one image, video or scene; several questions about it):
-# the visual tokens are computed once and supervised many times, which is what lets a model
-# trained from scratch on 2 CPU cores learn to look (docs/default_model.md).
+# the visual tokens are computed once and supervised many times, which made the model trained
+# from scratch on 2 CPU cores learn faster (docs/default_model.md).
 # stage A: object scenes only (documents cost twice the tokens and were not learned in this
 # budget; they come in stage B), base seed 0
 $PY -m oryx_mllm.data.build "$DATA" --split train --seed 0 --name stage_a --tokenizer \

@@ -15,7 +15,8 @@ multiview_scenes   multiview (2-6 views)       cross-view counting and spatial r
 Training-only multi-turn tasks (``TRAIN_TASKS``, in no family): ``objects/qa_session``,
 ``documents/line_session``, ``documents/key_session`` and ``multiview/scene_session`` ask several
 questions about ONE image / scene (``SyntheticSample.turns``), so its visual tokens are computed
-once and supervised many times -- what lets the embedded tiny model learn to look on a CPU budget.
+once and supervised many times, which made the embedded tiny model learn faster on a CPU budget
+(docs/default_model.md).
 
 Seeds and splits. Sample ``index`` of task ``task`` in the stream with base seed ``seed`` is drawn
 from ``SeedSequence([seed, crc32(task), index])``: it depends on nothing else, so streams are

@@ -224,9 +224,9 @@ def qa_session(
     """Training only: ONE scene with several questions of every kind, as a multi-turn
     conversation (``SyntheticSample.turns``).
 
-    A sample then carries many answers per encoded image instead of one, which is what lets a
-    model trained from scratch on a CPU learn to look: the visual tokens are computed once and
-    supervised ``turns`` times. With ``describe`` one of the turns asks for the list of objects
+    A sample then carries many answers per encoded image instead of one: the visual tokens are
+    computed once and supervised ``turns`` times, which made a model trained from scratch on a
+    CPU learn object questions much faster (docs/default_model.md). With ``describe`` one of the turns asks for the list of objects
     (left to right), the densest supervision a scene offers.
     """
     img, objects = scene(rng)
