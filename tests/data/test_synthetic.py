@@ -393,3 +393,8 @@ def test_scene_session_counts_and_relations():
             else:
                 nearer = first if pa["depth"] < pb["depth"] else second
                 assert a == by_name[nearer]["color"]
+
+
+def test_session_turns_must_be_positive():
+    with pytest.raises(ValueError, match="turns >= 1"):
+        generate("objects/qa_session", 0, 0, turns=0, describe=False)

@@ -229,6 +229,8 @@ def qa_session(
     CPU learn object questions much faster (docs/default_model.md). With ``describe`` one of the turns asks for the list of objects
     (left to right), the densest supervision a scene offers.
     """
+    if turns < 1:
+        raise ValueError(f"qa_session needs turns >= 1, got {turns}")
     img, objects = scene(rng)
     side = img.size[0]
     qas: list[tuple[str, str]] = []
