@@ -153,6 +153,7 @@ def main() -> None:
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=1, help="the server's --workers")
     p.add_argument("--torch-threads", type=int, default=None, help="the server's --torch-threads")
+    p.add_argument("--dtype", default=None, help="the server's --dtype (float32, bfloat16)")
     p.add_argument("--warmup", type=int, default=3, help="requests before measuring")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     args = p.parse_args()
@@ -169,6 +170,8 @@ def main() -> None:
             cmd += ["--model", str(model_path)]
         if args.torch_threads:
             cmd += ["--torch-threads", str(args.torch_threads)]
+        if args.dtype:
+            cmd += ["--dtype", args.dtype]
         server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         url = f"http://{HOST}:{port}"
         try:

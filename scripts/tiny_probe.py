@@ -73,7 +73,7 @@ class Stream(IterableDataset):
             i += 1
 
 
-def build_model(llm_layers: int, vit_depth: int, visual_token_id: int):
+def build_model(llm_layers: int, vit_depth: int, visual_token_id: int, vit_init: str | None = None):
     vc = OryxViTConfig(
         hidden_size=128, depth=vit_depth, num_heads=4, mlp_hidden_size=384, position_grid=24
     )
@@ -92,7 +92,7 @@ def build_model(llm_layers: int, vit_depth: int, visual_token_id: int):
         bos_token_id=None,
         initializer_range=0.02,
     )
-    tower = OryxViT(vc)
+    tower = OryxViT.from_pretrained(vit_init, config=vc) if vit_init else OryxViT(vc)
     cfg = OryxConfig.from_llm_config(
         lc, vision_config=tower.config, compressor_mid_size=128, visual_token_id=visual_token_id
     )
@@ -135,6 +135,8 @@ def main() -> None:
     p.add_argument("--llm-layers", type=int, default=4)
     p.add_argument("--vit-depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
+    p.add_argument("--freeze-vit", action="store_true", help="keep the vision tower fixed")
     a = p.parse_args()
     torch.manual_seed(a.seed)
 
@@ -158,10 +160,12 @@ def main() -> None:
         for t in eval_tasks
     ]
 
-    model = build_model(a.llm_layers, a.vit_depth, visual_id)
+    model = build_model(a.llm_layers, a.vit_depth, visual_id, a.vit_init)
+    if a.freeze_vit:
+        model.vision_tower.requires_grad_(False)
     groups = [
-        [p for n, p in model.named_parameters() if not n.startswith("language_model")],
-        [p for n, p in model.named_parameters() if n.startswith("language_model")],
+        [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("language_model")],
+        [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("language_model")],
     ]
     opt = torch.optim.AdamW(
         [{"params": groups[0], "lr": a.vision_lr or a.lr}, {"params": groups[1], "lr": a.lr}],

@@ -290,6 +290,22 @@ def train(
     )
 
 
+@app.command("pretrain-vision")
+def pretrain_vision(
+    recipe: Path = typer.Argument(..., help="A vision pretraining recipe, e.g. recipes/tiny_vision.yaml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: --set steps=100"),
+) -> None:
+    """Pretrain an OryxViT from scratch on dense synthetic labels (the tiny model's SigLIP)."""
+    from oryx_mllm.train.vision_pretrain import load_vision_recipe
+    from oryx_mllm.train.vision_pretrain import pretrain_vision as run_pretraining
+
+    try:
+        out = run_pretraining(load_vision_recipe(recipe, set_))
+    except OryxError as exc:
+        _fail(exc)
+    console.print(f"vision encoder saved to {out}")
+
+
 @app.command()
 def serve(
     model: Path | None = typer.Option(None, help="Oryx model folder; default: the embedded model."),
@@ -308,6 +324,9 @@ def serve(
     ),
     torch_threads: int | None = typer.Option(
         None, help="torch intra-op threads per worker (default: the cores / workers)."
+    ),
+    dtype: str | None = typer.Option(
+        None, help="Weights dtype: float32 | bfloat16 | float16 (default: the checkpoint's)."
     ),
 ) -> None:
     """Serve the OpenAI-compatible chat API (images, videos, multi-view) and a chat page at /."""
@@ -330,7 +349,7 @@ def serve(
         torch_threads=torch_threads,
     )
     try:
-        pipe = _load_pipeline(model, None)
+        pipe = _load_pipeline(model, None, dtype)
     except OryxError as exc:
         _fail(exc)
     run_server(settings, pipe)

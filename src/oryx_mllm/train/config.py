@@ -7,6 +7,7 @@ the optimiser and the run's shape. It is saved next to every checkpoint as ``rec
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,24 @@ from typing import Any
 import yaml
 
 from oryx_mllm.errors import ConfigError
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string; recipes and ``--set optim.lr=1e-4`` mean a
+    float, so this loader also resolves exponent floats without a dot."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse recipe YAML (safe; exponent floats such as ``1e-4`` are floats)."""
+    return yaml.load(text, Loader=_RecipeLoader)
+
 
 MODULE_GROUPS = ("vision_tower", "vision_resampler", "mm_projector", "language_model")
 
@@ -250,7 +269,7 @@ def _build(cls, data: dict, where: str):
 
 
 def _parse_value(text: str) -> Any:
-    return yaml.safe_load(text)
+    return read_yaml(text)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -274,7 +293,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     only when they exist there; otherwise they are kept relative to the working directory."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -1,0 +1,58 @@
+"""Dense OryxViT pretraining (oryx_mllm.train.vision_pretrain)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from oryx_mllm.data.synthetic.dense import DENSE_CLASSES
+from oryx_mllm.errors import ConfigError
+from oryx_mllm.train.vision_pretrain import (
+    VisionPretrainConfig,
+    load_vision_recipe,
+    patch_targets,
+    pretrain_vision,
+)
+from oryx_mllm.vision import OryxViT
+
+TINY_VIT = {"hidden_size": 32, "depth": 1, "num_heads": 2, "mlp_hidden_size": 64, "position_grid": 8}
+
+
+def test_patch_targets_are_class_fractions_per_patch():
+    labels = np.zeros((20, 36), dtype=np.uint8)  # 2 x 3 patches of 16 after padding
+    labels[0:8, 0:16] = 5  # half of patch (0, 0)
+    labels[16:20, 32:36] = 7  # 16 pixels of the padded corner patch (1, 2)
+    t = patch_targets(labels, 16)
+    assert t.shape == (6, len(DENSE_CLASSES))
+    torch.testing.assert_close(t.sum(-1), torch.ones(6))
+    assert t[0, 5] == 0.5 and t[0, 0] == 0.5
+    assert t[5, 7] == 16 / 256 and t[5, 0] == 1 - 16 / 256  # padding counts as background
+    assert torch.equal(t[1], torch.nn.functional.one_hot(torch.tensor(0), len(DENSE_CLASSES)).float())
+
+
+def test_recipe_reads_exponent_floats_and_rejects_unknown_keys(tmp_path):
+    (tmp_path / "r.yaml").write_text("output_dir: out\nlr: 2e-3\n")
+    assert load_vision_recipe(tmp_path / "r.yaml").lr == 0.002
+    assert load_vision_recipe(tmp_path / "r.yaml", ["lr=5e-4"]).lr == 0.0005
+    (tmp_path / "bad.yaml").write_text("output_dir: out\nlearning_rate: 1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_vision_recipe(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="kinds"):
+        VisionPretrainConfig(output_dir="x", kinds={"faces": 1.0})
+
+
+def test_pretraining_lowers_the_loss_and_saves_a_loadable_encoder(tmp_path):
+    cfg = VisionPretrainConfig(
+        output_dir=str(tmp_path / "vit"), vision_config=TINY_VIT, kinds={"needles": 1.0},
+        steps=40, batch_size=8, lr=3e-3, num_workers=0, log_every=10, mixed_precision="no",
+    )  # fmt: skip
+    out = pretrain_vision(cfg)
+    log = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [10, 20, 30, 40]
+    assert log[-1]["loss"] < log[0]["loss"]
+    assert "needles" in json.loads((out / "eval.json").read_text())["foreground_patch_accuracy"]
+    vit = OryxViT.from_pretrained(out)
+    assert vit.config.hidden_size == 32
+    feats, grids = vit.encode([torch.zeros(3, 64, 64)])
+    assert grids == [(4, 4)] and feats[0].shape == (16, 32)
