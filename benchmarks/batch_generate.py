@@ -44,19 +44,24 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--dtype", default=None, help="float32 | bfloat16 (model folders only)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--question", default="Say something long.")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.model in ("random", "random-serve"):
         pipe = random_pipeline(small_images=args.model == "random")
     else:
-        pipe = OryxPipeline.from_pretrained(args.model)
+        pipe = OryxPipeline.from_pretrained(args.model, torch_dtype=args.dtype)
     rng = np.random.default_rng(0)
     size = args.image_size
     base = None
     for n in (int(x) for x in args.batch_sizes.split(",")):
         convs = [
             pipe.messages_for(
-                "Say something long.",
+                args.question,
                 image=Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)),
             )
             for _ in range(n)
@@ -81,6 +86,7 @@ def main() -> None:
                     "cpu_ms_per_request": round(cpu_per_request * 1e3, 1),
                     "cpu_speed_up": round(base[1] / cpu_per_request, 2),
                     "torch_threads": torch.get_num_threads(),
+                    "dtype": str(pipe.model.dtype).removeprefix("torch."),
                 }
             )
         )

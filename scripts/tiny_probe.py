@@ -164,8 +164,16 @@ def main() -> None:
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
     groups = [
-        [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("language_model")],
-        [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("language_model")],
+        [
+            p
+            for n, p in model.named_parameters()
+            if p.requires_grad and not n.startswith("language_model")
+        ],
+        [
+            p
+            for n, p in model.named_parameters()
+            if p.requires_grad and n.startswith("language_model")
+        ],
     ]
     opt = torch.optim.AdamW(
         [{"params": groups[0], "lr": a.vision_lr or a.lr}, {"params": groups[1], "lr": a.lr}],

@@ -101,3 +101,17 @@ def test_demo_runs_on_a_model_folder(model_dir, monkeypatch):
     assert result.exit_code == 0, result.output
     for name in ("document", "photo", "short video", "long video", "multi-view scene"):
         assert name in result.output
+
+
+def test_serve_with_unknown_dtype_fails_before_serving(model_dir):
+    result = runner.invoke(app, ["serve", "--model", str(model_dir), "--dtype", "float8"])
+    assert result.exit_code == 2
+    assert "unknown dtype 'float8'" in result.output
+
+
+def test_pretrain_vision_with_bad_recipe_gives_clear_error(tmp_path):
+    recipe = tmp_path / "v.yaml"
+    recipe.write_text("output_dir: out\nkinds: {faces: 1.0}\n")
+    result = runner.invoke(app, ["pretrain-vision", str(recipe)])
+    assert result.exit_code == 2
+    assert "unknown dense picture kinds" in result.output

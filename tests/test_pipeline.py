@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oryx_mllm.errors import CheckpointError, InvalidInputError
+from oryx_mllm.errors import CheckpointError, ConfigError, InvalidInputError
 from oryx_mllm.pipeline import OryxPipeline
 from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
 from oryx_mllm.processing.processor import OryxProcessor
@@ -101,3 +101,8 @@ def test_save_and_load_round_trip(pipe, tmp_path):
 def test_missing_model_folder_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="no Oryx model"):
         OryxPipeline.from_pretrained(tmp_path)
+
+
+def test_unknown_dtype_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
+        OryxPipeline.from_pretrained(None, torch_dtype="float8")

@@ -292,7 +292,9 @@ def train(
 
 @app.command("pretrain-vision")
 def pretrain_vision(
-    recipe: Path = typer.Argument(..., help="A vision pretraining recipe, e.g. recipes/tiny_vision.yaml."),
+    recipe: Path = typer.Argument(
+        ..., help="A vision pretraining recipe, e.g. recipes/vision/tiny.yaml."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: --set steps=100"),
 ) -> None:
     """Pretrain an OryxViT from scratch on dense synthetic labels (the tiny model's SigLIP)."""

@@ -88,6 +88,8 @@ def test_shipped_recipes_parse(recipe):
 def test_recipe_overrides_and_errors(tmp_path):
     cfg = load_recipe(RECIPES[0], ["optim.lr=0.5", "max_steps=3"])
     assert cfg.optim.lr == 0.5 and cfg.max_steps == 3
+    # YAML 1.1 reads "1e-4" (no dot) as a string; recipes mean a float
+    assert load_recipe(RECIPES[0], ["optim.lr=1e-4"]).optim.lr == 1e-4
     bad = tmp_path / "bad.yaml"
     bad.write_text("optim: {lr: 1}\nbogus: 2\n")
     with pytest.raises(ConfigError, match="bogus"):

@@ -1,6 +1,7 @@
 """Dense OryxViT pretraining (oryx_mllm.train.vision_pretrain)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +15,15 @@ from oryx_mllm.train.vision_pretrain import (
     patch_targets,
     pretrain_vision,
 )
-from oryx_mllm.vision import OryxViT
+from oryx_mllm.vision import OryxViT, OryxViTConfig
 
-TINY_VIT = {"hidden_size": 32, "depth": 1, "num_heads": 2, "mlp_hidden_size": 64, "position_grid": 8}
+TINY_VIT = {
+    "hidden_size": 32,
+    "depth": 1,
+    "num_heads": 2,
+    "mlp_hidden_size": 64,
+    "position_grid": 8,
+}
 
 
 def test_patch_targets_are_class_fractions_per_patch():
@@ -28,7 +35,9 @@ def test_patch_targets_are_class_fractions_per_patch():
     torch.testing.assert_close(t.sum(-1), torch.ones(6))
     assert t[0, 5] == 0.5 and t[0, 0] == 0.5
     assert t[5, 7] == 16 / 256 and t[5, 0] == 1 - 16 / 256  # padding counts as background
-    assert torch.equal(t[1], torch.nn.functional.one_hot(torch.tensor(0), len(DENSE_CLASSES)).float())
+    assert torch.equal(
+        t[1], torch.nn.functional.one_hot(torch.tensor(0), len(DENSE_CLASSES)).float()
+    )
 
 
 def test_recipe_reads_exponent_floats_and_rejects_unknown_keys(tmp_path):
@@ -38,8 +47,17 @@ def test_recipe_reads_exponent_floats_and_rejects_unknown_keys(tmp_path):
     (tmp_path / "bad.yaml").write_text("output_dir: out\nlearning_rate: 1\n")
     with pytest.raises(ConfigError, match="learning_rate"):
         load_vision_recipe(tmp_path / "bad.yaml")
+    (tmp_path / "broken.yaml").write_text("lr: [unclosed\n")
+    with pytest.raises(ConfigError, match="cannot read vision recipe"):
+        load_vision_recipe(tmp_path / "broken.yaml")
     with pytest.raises(ConfigError, match="kinds"):
         VisionPretrainConfig(output_dir="x", kinds={"faces": 1.0})
+
+
+def test_shipped_vision_recipe_parses():
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_vision_recipe(root / "recipes" / "vision" / "tiny.yaml")
+    assert cfg.steps > 0 and OryxViTConfig(**cfg.vision_config).hidden_size == 128
 
 
 def test_pretraining_lowers_the_loss_and_saves_a_loadable_encoder(tmp_path):

@@ -9,7 +9,7 @@ the encoder's output predicts the fraction of the patch's pixels that belong to 
 with soft cross-entropy. The head is thrown away; the encoder is saved as an OryxViT folder that
 a training recipe loads with ``model.vision_tower: <output_dir>``.
 
-    oryx pretrain-vision recipes/tiny_vision.yaml
+    oryx pretrain-vision recipes/vision/tiny.yaml
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ class VisionPretrainConfig:
         if unknown:
             raise ConfigError(f"unknown dense picture kinds {unknown}; choose from {DENSE_KINDS}")
         if self.mixed_precision not in ("bf16", "no"):
-            raise ConfigError(f"mixed_precision must be 'bf16' or 'no', not {self.mixed_precision!r}")
+            raise ConfigError(
+                f"mixed_precision must be 'bf16' or 'no', not {self.mixed_precision!r}"
+            )
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
 
@@ -66,7 +68,7 @@ def load_vision_recipe(path: str | Path, overrides: list[str] | None = None):
     path = Path(path)
     try:
         data = read_yaml(path.read_text()) or {}
-    except (OSError, ValueError) as exc:  # yaml.YAMLError is a ValueError? no: catch below
+    except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read vision recipe {path}: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"vision recipe {path} must be a mapping at the top level")
@@ -173,7 +175,9 @@ def pretrain_vision(cfg: VisionPretrainConfig) -> Path:
     warm = max(1, int(cfg.warmup_ratio * cfg.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)),
+        lambda s: (
+            min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))
+        ),
     )
     loader = DataLoader(
         _Pictures(cfg.kinds, cfg.seed, vit.config.patch_size),
