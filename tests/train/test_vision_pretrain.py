@@ -48,7 +48,7 @@ def test_recipe_reads_exponent_floats_and_rejects_unknown_keys(tmp_path):
     with pytest.raises(ConfigError, match="learning_rate"):
         load_vision_recipe(tmp_path / "bad.yaml")
     (tmp_path / "broken.yaml").write_text("lr: [unclosed\n")
-    with pytest.raises(ConfigError, match="cannot read vision recipe"):
+    with pytest.raises(ConfigError, match="not valid YAML"):
         load_vision_recipe(tmp_path / "broken.yaml")
     with pytest.raises(ConfigError, match="kinds"):
         VisionPretrainConfig(output_dir="x", kinds={"faces": 1.0})

@@ -288,24 +288,32 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML recipe. Relative data/model paths are resolved against the recipe's folder
-    only when they exist there; otherwise they are kept relative to the working directory."""
+def load_typed_yaml(
+    cls, path: str | Path, overrides: list[str] | None = None, what: str = "recipe"
+):
+    """Read a YAML mapping, apply ``key.sub=value`` overrides and build the dataclass ``cls``;
+    every failure is a :class:`ConfigError` naming the file (``what`` says which kind)."""
     path = Path(path)
     try:
         data = read_yaml(path.read_text()) or {}
     except OSError as exc:
-        raise ConfigError(f"cannot read recipe {path}: {exc}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path} must be a mapping at the top level")
+        raise ConfigError(f"{what} {path} must be a mapping at the top level")
     data = apply_overrides(data, overrides or [])
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"unknown top-level keys in recipe {path}: {unknown}")
+        raise ConfigError(f"unknown top-level keys in {what} {path}: {unknown}")
     try:
-        return TrainConfig(**data)
+        return cls(**data)
     except TypeError as exc:
-        raise ConfigError(f"recipe {path}: {exc}") from exc
+        raise ConfigError(f"{what} {path}: {exc}") from exc
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML recipe. Relative data/model paths are resolved against the recipe's folder
+    only when they exist there; otherwise they are kept relative to the working directory."""
+    return load_typed_yaml(TrainConfig, path, overrides, "recipe")

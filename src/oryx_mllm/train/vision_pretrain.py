@@ -14,7 +14,6 @@ a training recipe loads with ``model.vision_tower: <output_dir>``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -25,14 +24,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset
 
 from oryx_mllm.data.synthetic.dense import DENSE_CLASSES, DENSE_KINDS, DensePicture, dense_stream
 from oryx_mllm.errors import ConfigError
 from oryx_mllm.processing.image import normalize
-from oryx_mllm.train.config import apply_overrides, read_yaml
+from oryx_mllm.train.config import load_typed_yaml
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
 
@@ -65,21 +63,7 @@ class VisionPretrainConfig:
 
 
 def load_vision_recipe(path: str | Path, overrides: list[str] | None = None):
-    path = Path(path)
-    try:
-        data = read_yaml(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read vision recipe {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"vision recipe {path} must be a mapping at the top level")
-    data = apply_overrides(data, overrides or [])
-    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(VisionPretrainConfig)})
-    if unknown:
-        raise ConfigError(f"unknown keys in vision recipe {path}: {unknown}")
-    try:
-        return VisionPretrainConfig(**data)
-    except TypeError as exc:
-        raise ConfigError(f"vision recipe {path}: {exc}") from exc
+    return load_typed_yaml(VisionPretrainConfig, path, overrides, "vision recipe")
 
 
 def patch_targets(labels: np.ndarray, patch: int) -> torch.Tensor:
