@@ -40,13 +40,7 @@ def time_steps(impl: str, batch: dict, visual_id: int, steps: int = 6) -> tuple[
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                visual_inputs=batch["visual_inputs"],
-                labels=batch["labels"],
-            ).loss
+        loss = tiny_probe.batch_loss(model, batch, bf16=True)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

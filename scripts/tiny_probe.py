@@ -100,6 +100,17 @@ def build_model(llm_layers: int, vit_depth: int, visual_token_id: int, vit_init:
     return OryxForConditionalGeneration(cfg, language_model=llm, vision_tower=tower)
 
 
+def batch_loss(model, b: dict, bf16: bool) -> torch.Tensor:
+    """The training loss of one collated micro-batch (CPU bf16 autocast when ``bf16``)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        return model(
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            visual_inputs=b["visual_inputs"],
+            labels=b["labels"],
+        ).loss
+
+
 @torch.no_grad()
 def evaluate(model, collate, examples) -> dict[str, float]:
     """Teacher-forced exact match: every answer token (and the end token) argmax-correct."""
@@ -187,13 +198,7 @@ def main() -> None:
     start, ema, batches = time.time(), None, iter(loader)
     for step in range(1, a.steps + 1):
         b = next(batches)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss = model(
-                input_ids=b["input_ids"],
-                attention_mask=b["attention_mask"],
-                visual_inputs=b["visual_inputs"],
-                labels=b["labels"],
-            ).loss
+        loss = batch_loss(model, b, a.bf16)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -303,7 +303,7 @@ def pretrain_vision(
 
     try:
         out = run_pretraining(load_vision_recipe(recipe, set_))
-    except OryxError as exc:
+    except (OryxError, OSError) as exc:  # OSError: output_dir not writable, disk full
         _fail(exc)
     console.print(f"vision encoder saved to {out}")
 

@@ -50,6 +50,8 @@ def test_recipe_reads_exponent_floats_and_rejects_unknown_keys(tmp_path):
     (tmp_path / "broken.yaml").write_text("lr: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_vision_recipe(tmp_path / "broken.yaml")
+    with pytest.raises(ConfigError, match="vision_config"):
+        VisionPretrainConfig(output_dir="x", vision_config={"width": 3})
     with pytest.raises(ConfigError, match="kinds"):
         VisionPretrainConfig(output_dir="x", kinds={"faces": 1.0})
 

@@ -60,6 +60,10 @@ class VisionPretrainConfig:
             )
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
+        try:
+            OryxViTConfig(**self.vision_config)
+        except TypeError as exc:
+            raise ConfigError(f"vision_config: {exc}") from exc
 
 
 def load_vision_recipe(path: str | Path, overrides: list[str] | None = None):
