@@ -76,3 +76,12 @@ def test_class_table():
     assert DENSE_CLASSES[0] == "background"
     assert CLASS_ID["orange cube"] == DENSE_CLASSES.index("orange cube")
     assert len(DENSE_CLASSES) == 1 + 6 * 5 + 10
+
+
+def test_shards_together_are_the_stream():
+    kinds = {"needles": 1.0, "small_objects": 1.0}
+    whole = dense_stream(kinds, seed=5)
+    shards = [dense_stream(kinds, seed=5, shard=(k, 2)) for k in range(2)]
+    for i in range(6):
+        a, b = next(whole), next(shards[i % 2])
+        assert np.array_equal(np.asarray(a.image), np.asarray(b.image))

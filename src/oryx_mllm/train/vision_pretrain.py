@@ -25,9 +25,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from oryx_mllm.data.synthetic.dense import DENSE_CLASSES, DENSE_KINDS, DensePicture, dense_stream
+from oryx_mllm.data.synthetic import TEST_SEED_MIN
+from oryx_mllm.data.synthetic.dense import (
+    DENSE_CLASSES,
+    DENSE_KINDS,
+    DensePicture,
+    dense_picture,
+    dense_stream,
+)
 from oryx_mllm.errors import ConfigError
 from oryx_mllm.processing.image import normalize
 from oryx_mllm.train.config import load_typed_yaml
@@ -89,7 +96,9 @@ class _Pictures(IterableDataset):
         self.kinds, self.seed, self.patch = kinds, seed, patch
 
     def __iter__(self):
-        for pic in dense_stream(self.kinds, self.seed):
+        info = get_worker_info()
+        shard = (info.id, info.num_workers) if info is not None else (0, 1)
+        for pic in dense_stream(self.kinds, self.seed, shard):
             yield normalize(pic.image), patch_targets(pic.labels, self.patch)
 
 
@@ -121,11 +130,11 @@ def dense_loss(
     return loss, acc
 
 
-def evaluate_dense(vit: OryxViT, head: DenseHead, kind: str, n: int = 64, seed: int = 1_000_000):
+def evaluate_dense(
+    vit: OryxViT, head: DenseHead, kind: str, n: int = 64, seed: int = TEST_SEED_MIN
+):
     """Accuracy of the dominant class (and of its colour / shape alone) on ``n`` held-out pictures
     of one kind, over the patches whose dominant class is not background (the informative ones)."""
-    from oryx_mllm.data.synthetic.dense import dense_picture
-
     vit.eval()
     pairs = []
     with torch.no_grad():

@@ -125,15 +125,23 @@ def dense_picture(kind: str, seed: int, index: int) -> DensePicture:
     return _view(rng)
 
 
-def dense_stream(kinds: dict[str, float], seed: int) -> Iterator[DensePicture]:
-    """Endless pictures, kinds drawn with the given weights (deterministic for ``seed``)."""
+def dense_stream(
+    kinds: dict[str, float], seed: int, shard: tuple[int, int] = (0, 1)
+) -> Iterator[DensePicture]:
+    """Endless pictures, kinds drawn with the given weights (deterministic for ``seed``).
+    ``shard=(k, n)`` yields only pictures ``k, k + n, k + 2n, ...`` of that stream (one data
+    loader worker each), so ``n`` shards together are the stream, without repeats."""
     names = sorted(kinds)
     weights = np.array([kinds[n] for n in names], dtype=np.float64)
     if len(names) == 0 or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"dense kinds need positive weights, got {kinds}")
+    k, n = shard
     pick = np.random.default_rng([seed, 0xD5E])
     counters = dict.fromkeys(names, 0)
+    position = 0
     while True:
         kind = names[int(pick.choice(len(names), p=weights / weights.sum()))]
-        yield dense_picture(kind, seed, counters[kind])
+        if position % n == k:
+            yield dense_picture(kind, seed, counters[kind])
         counters[kind] += 1
+        position += 1
