@@ -15,7 +15,21 @@ from pathlib import Path
 
 import torch
 
-from oryx_mllm.errors import CheckpointError
+from oryx_mllm.errors import CheckpointError, ConfigError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``None``/``"auto"`` (the checkpoint's), a torch dtype, or one of :data:`DTYPES`' names."""
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).removeprefix("torch.")
+    if name not in DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -208,9 +222,7 @@ def load_oryx(
     if isinstance(vision_tower, OryxViT) and vision_config is None:
         vision_config = vision_tower.config
     config = OryxConfig.load(folder, vision_config=vision_config)
-    dtype = dtype if dtype is not None else torch_dtype
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
+    dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
 
     # 1. language model ---------------------------------------------------------------------
     _weight_files(folder)  # clear error before transformers' own

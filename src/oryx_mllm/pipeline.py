@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from oryx_mllm.errors import CheckpointError, ConfigError, InvalidInputError
+from oryx_mllm.errors import CheckpointError, InvalidInputError
 from oryx_mllm.processing.chat import IM_END
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
@@ -35,19 +35,6 @@ DEFAULT_MODEL_NAME = "oryx-tiny"
 def default_model_path() -> Path:
     """The embedded default model shipped inside the package."""
     return Path(str(resources.files("oryx_mllm") / "assets" / DEFAULT_MODEL_NAME))
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``None``/``"auto"`` (the checkpoint's), a torch dtype, or one of :data:`DTYPES`' names."""
-    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
-        return None if dtype == "auto" else dtype
-    name = str(dtype).removeprefix("torch.")
-    if name not in DTYPES:
-        raise ConfigError(f"unknown dtype {dtype!r}; choose one of {sorted(DTYPES)}")
-    return DTYPES[name]
 
 
 @dataclass
@@ -111,8 +98,6 @@ class OryxPipeline:
     ) -> OryxPipeline:
         """Load a model folder (released or ours); ``None`` = the embedded default model."""
         from oryx_mllm.model import OryxForConditionalGeneration
-
-        torch_dtype = resolve_dtype(torch_dtype)
 
         folder = Path(path) if path is not None else default_model_path()
         if not (folder / "config.json").exists():

@@ -50,6 +50,8 @@ from typing import Any
 import torch
 from PIL import Image
 
+from oryx_mllm.checkpoint import DTYPES
+
 try:  # lmms-eval is optional: the adapter's logic also runs (and is tested) without it
     from lmms_eval.api.model import lmms as _LmmsBase
 except ImportError:  # pragma: no cover - exercised where lmms-eval is not installed
@@ -81,7 +83,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".flv", ".gif", ".wmv")
 MULTIVIEW_TASK_HINTS = ("scanqa", "sqa3d", "3d")
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def lmms_eval_manifest():
