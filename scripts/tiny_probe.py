@@ -43,6 +43,17 @@ TINY_VIDEO = {
 }
 
 
+def probe_sample(task: str, seed: int, index: int, long_frames: int = 32) -> SyntheticSample:
+    """Sample ``index`` of ``task``; needle videos get a needle that lasts ``ceil(N / F)`` frames
+    so that the ``long_frames`` uniformly sampled frames contain it (as ``oryx_mllm.data.build``
+    and the held-out evaluation do)."""
+    s = generate(task, seed, index)
+    if s.modality == "video_long":
+        n = len(s.media)
+        s = generate(task, seed, index, num_frames=n, needle_span=-(-n // long_frames))
+    return s
+
+
 def record(s: SyntheticSample, long_frames: int = 32) -> dict:
     """A synthetic sample as the raw item :class:`TrainTransform` takes (all turns)."""
     if s.modality == "image":
@@ -69,7 +80,7 @@ class Stream(IterableDataset):
         i = 0
         while True:
             task = self.tasks[i % len(self.tasks)]
-            yield self.transform(record(generate(task, self.seed, i // len(self.tasks))))
+            yield self.transform(record(probe_sample(task, self.seed, i // len(self.tasks))))
             i += 1
 
 
@@ -148,6 +159,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
     p.add_argument("--freeze-vit", action="store_true", help="keep the vision tower fixed")
+    p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
+    p.add_argument("--warmup-steps", type=int, default=0)
     a = p.parse_args()
     torch.manual_seed(a.seed)
 
@@ -158,15 +171,19 @@ def main() -> None:
     data = DataSpec(max_length=4096, image=TINY_IMAGE, video=TINY_VIDEO)
     transform = TrainTransform(tok, visual_id, data)
     collate = MicroBatchCollator(tok.pad_token_id, 1)
-    loader = DataLoader(
-        Stream(tasks, a.seed, transform),
-        batch_size=a.batch_size,
-        num_workers=1,
-        collate_fn=lambda b: collate(b)[0],
-        prefetch_factor=4,
-    )
+
+    def make_loader(names: list[str]):
+        return DataLoader(
+            Stream(names, a.seed, transform),
+            batch_size=a.batch_size,
+            num_workers=1,
+            collate_fn=lambda b: collate(b)[0],
+            prefetch_factor=4,
+        )
+
+    warm_tasks = [t for n in (a.warmup_tasks or "").split(",") if n for t in list_tasks(n)]
     held_out = [
-        (t, transform(record(generate(t, TEST_SEED_MIN, i))))
+        (t, transform(record(probe_sample(t, TEST_SEED_MIN, i))))
         for i in range(a.eval_per_task)
         for t in eval_tasks
     ]
@@ -195,8 +212,11 @@ def main() -> None:
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
     )
 
-    start, ema, batches = time.time(), None, iter(loader)
+    start, ema = time.time(), None
+    batches = iter(make_loader(warm_tasks if a.warmup_steps else tasks))
     for step in range(1, a.steps + 1):
+        if a.warmup_steps and step == a.warmup_steps + 1:
+            batches = iter(make_loader(tasks))
         b = next(batches)
         loss = batch_loss(model, b, a.bf16)
         loss.backward()
