@@ -1,5 +1,5 @@
-"""Does a from-scratch Oryx learn to *read* its visual tokens? The needle experiment behind the
-tiny model's curriculum (docs/default_model.md, run 9).
+"""Does a from-scratch Oryx learn to *read* its visual tokens? The needle experiment of
+docs/default_model.md ("Curriculum").
 
 OryxViT-tiny is kept at its random initialisation and its patch features for the 32 sampled
 frames of every needle video are computed once; only the dynamic compressor (4x4), the projector
@@ -94,10 +94,12 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     first = [t for n in (a.first or "").split(",") if n for t in list_tasks(n)]
     later = [t for n in a.tasks.split(",") for t in list_tasks(n)]
+    first_pool = [x for t in first for x in train[t]]
+    later_pool = [x for t in later for x in train[t]]
     g = torch.Generator().manual_seed(a.seed)
     t0 = time.time()
     for step in range(1, a.steps + 1):
-        pool = [x for t in (first if first and step <= a.switch else later) for x in train[t]]
+        pool = first_pool if first and step <= a.switch else later_pool
         batch = [pool[int(i)] for i in torch.randint(0, len(pool), (16,), generator=g)]
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out, _ = loss_and_logits(batch)

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.config import OryxConfig
+from oryx_mllm.data.build import long_video_indices, long_video_span
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.tokenizer import build_tokenizer
 from oryx_mllm.model import OryxForConditionalGeneration
@@ -44,13 +45,12 @@ TINY_VIDEO = {
 
 
 def probe_sample(task: str, seed: int, index: int, long_frames: int = 32) -> SyntheticSample:
-    """Sample ``index`` of ``task``; needle videos get a needle that lasts ``ceil(N / F)`` frames
-    so that the ``long_frames`` uniformly sampled frames contain it (as ``oryx_mllm.data.build``
-    and the held-out evaluation do)."""
+    """Sample ``index`` of ``task``; needle videos get a needle long enough to be among the
+    ``long_frames`` frames :func:`record` samples (as ``oryx_mllm.data.build`` does)."""
     s = generate(task, seed, index)
     if s.modality == "video_long":
         n = len(s.media)
-        s = generate(task, seed, index, num_frames=n, needle_span=-(-n // long_frames))
+        s = generate(task, seed, index, num_frames=n, needle_span=long_video_span(n, long_frames))
     return s
 
 
@@ -59,8 +59,7 @@ def record(s: SyntheticSample, long_frames: int = 32) -> dict:
     if s.modality == "image":
         media = [s.media]
     elif s.modality == "video_long":
-        n = len(s.media)
-        media = [[s.media.frame(int(k * n / long_frames)) for k in range(long_frames)]]
+        media = [[s.media.frame(i) for i in long_video_indices(len(s.media), long_frames)]]
     else:
         media = [list(s.media)]
     turns = [(s.question, s.answer), *s.turns]
