@@ -54,3 +54,34 @@ def test_resolve_backend():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="flash_attn"):
             resolve_backend("flash_attn")
+        with pytest.raises(ConfigError, match="torch_varlen"):
+            resolve_backend("torch_varlen")
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+def test_auto_on_cuda_picks_a_varlen_kernel():
+    assert resolve_backend("auto", "cuda") in ("flash_attn", "torch_varlen")
+
+
+@needs_cuda
+@pytest.mark.parametrize("backend", ["sdpa", "sdpa_masked", "torch_varlen"])
+def test_cuda_bf16_backends_match_math_reference(backend):
+    backend = resolve_backend(backend, "cuda")
+    q, k, v = (t.cuda() for t in qkv())
+    ref = varlen_attention(q, k, v, SEQLENS, "math")
+    out = varlen_attention(*(t.bfloat16() for t in (q, k, v)), SEQLENS, backend)
+    assert (out.float() - ref).abs().max() < 3e-2
+
+
+@needs_cuda
+def test_torch_varlen_backward_matches_math():
+    q, k, v = (t.cuda().bfloat16().requires_grad_() for t in qkv())
+    varlen_attention(q, k, v, SEQLENS, "torch_varlen").float().square().sum().backward()
+    grads = [t.grad.float() for t in (q, k, v)]
+    q2, k2, v2 = (t.detach().float().requires_grad_() for t in (q, k, v))
+    varlen_attention(q2, k2, v2, SEQLENS, "math").square().sum().backward()
+    for g, t in zip(grads, (q2, k2, v2)):
+        assert (g - t.grad).abs().max() < 5e-2 * t.grad.abs().max() + 1e-3

@@ -271,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--long-frames", type=int, default=1000)
     p.add_argument("--long-depth", type=float, default=None)
     p.add_argument("--marks", action="store_true")
+    p.add_argument("--device", default=None, help="e.g. cuda (default: CPU)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     a = p.parse_args(argv)
     options = SyntheticEvalOptions(
         tasks=a.tasks,
@@ -282,7 +284,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         long_depth=a.long_depth,
         marks=a.marks,
     )
-    report = evaluate(a.model, options)
+    from oryx_mllm.pipeline import OryxPipeline
+
+    pipeline = OryxPipeline.from_pretrained(a.model, torch_dtype=a.dtype, device_map=a.device)
+    report = evaluate(pipeline, options)
+    report["options"].update(device=a.device or "cpu", dtype=a.dtype or "float32")
     path = write_report(report, a.out, a.name)
     print(to_markdown(report))
     print(f"wrote {path}")

@@ -7,6 +7,9 @@ of each segment and a token only attends to tokens of its own segment. One funct
 
 - ``"flash_attn"``: ``flash_attn_varlen_func`` with ``cu_seqlens`` (CUDA, fp16/bf16), as the
   released encoder was trained with.
+- ``"torch_varlen"``: PyTorch's own FlashAttention varlen kernel
+  (``torch.nn.attention.varlen.varlen_attn``, CUDA, fp16/bf16): the same ``cu_seqlens`` call
+  without the flash-attn package. ``"auto"`` picks it on CUDA when flash-attn is not installed.
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per run of equal-length
   segments (batched). Default on
   CPU; on 2 CPU cores it is several times faster than one call with a block-diagonal mask.
@@ -29,24 +32,43 @@ import torch.nn.functional as F
 
 from oryx_mllm.errors import ConfigError
 
-BACKENDS = ("auto", "flash_attn", "sdpa", "sdpa_masked", "math")
+BACKENDS = ("auto", "flash_attn", "torch_varlen", "sdpa", "sdpa_masked", "math")
 
 
 def flash_attn_available() -> bool:
     return importlib.util.find_spec("flash_attn") is not None and torch.cuda.is_available()
 
 
+def torch_varlen_available() -> bool:
+    """PyTorch ships ``varlen_attn`` (2.9+) and there is a GPU to run it on."""
+    return (
+        importlib.util.find_spec("torch.nn.attention.varlen") is not None
+        and torch.cuda.is_available()
+    )
+
+
 def resolve_backend(name: str, device: torch.device | str | None = None) -> str:
-    """Turn ``"auto"`` into a concrete backend for ``device``; validate explicit names."""
+    """Turn ``"auto"`` into a concrete backend for ``device``; validate explicit names.
+
+    ``"auto"`` on CUDA: flash-attn if installed, else PyTorch's varlen kernel, else SDPA;
+    anywhere else SDPA."""
     if name not in BACKENDS:
         raise ConfigError(f"unknown attention backend {name!r}; choose one of {BACKENDS}")
     if name == "auto":
-        is_cuda = device is not None and torch.device(device).type == "cuda"
-        return "flash_attn" if is_cuda and flash_attn_available() else "sdpa"
+        if device is None or torch.device(device).type != "cuda":
+            return "sdpa"
+        if flash_attn_available():
+            return "flash_attn"
+        return "torch_varlen" if torch_varlen_available() else "sdpa"
     if name == "flash_attn" and not flash_attn_available():
         raise ConfigError(
             "attention backend 'flash_attn' needs CUDA and the flash-attn package "
             "(pip install 'oryx-mllm[flash]'); use 'sdpa' on CPU"
+        )
+    if name == "torch_varlen" and not torch_varlen_available():
+        raise ConfigError(
+            "attention backend 'torch_varlen' needs CUDA and PyTorch >= 2.9 "
+            "(torch.nn.attention.varlen); use 'sdpa' on CPU"
         )
     return name
 
@@ -110,6 +132,14 @@ def _flash(q, k, v, seqlens):
     return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len)
 
 
+def _torch_varlen(q, k, v, seqlens):
+    from torch.nn.attention.varlen import varlen_attn
+
+    cu = cu_seqlens_from(seqlens, q.device)
+    max_len = max(seqlens)
+    return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+
+
 def varlen_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, seqlens: Sequence[int], backend: str
 ) -> torch.Tensor:
@@ -119,6 +149,8 @@ def varlen_attention(
         return _sdpa_runs(q, k, v, seqlens)
     if backend == "flash_attn":
         return _flash(q, k, v, seqlens)
+    if backend == "torch_varlen":
+        return _torch_varlen(q, k, v, seqlens)
     if backend == "math":
         return _per_segment(q, k, v, seqlens, _math_segment)
     if backend == "sdpa_masked":
