@@ -195,6 +195,9 @@ def memory_point(args: argparse.Namespace, res: int) -> dict:
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     cfg = CONFIGS[args.config]()
     cfg.attention_backend = args.backend
+    tokens = (-(-res // cfg.patch_size)) ** 2
+    # the serving guard (16,384 patches = 2048² at patch 16) would refuse the largest points
+    cfg.max_patches_per_image = max(cfg.max_patches_per_image, tokens)
     model = OryxViT(cfg).to(device=device, dtype=dtype).eval()
     img = torch.randn(3, res, res, device=device, dtype=dtype)
     with torch.inference_mode():
@@ -209,7 +212,6 @@ def memory_point(args: argparse.Namespace, res: int) -> dict:
             before = peak_rss_bytes()
             model.encode([img])
             peak = peak_rss_bytes()
-    tokens = (-(-res // cfg.patch_size)) ** 2
     point = {"resolution": res, "tokens": tokens, "peak_gib": peak / 2**30,
              "before_forward_gib": before / 2**30, "forward_extra_gib": (peak - before) / 2**30}  # fmt: skip
     if device.type != "cuda":  # for comparison; inherits the parent's peak across fork+exec
@@ -222,8 +224,13 @@ def memory_curve(args: argparse.Namespace) -> dict:
     for res in args.resolutions:  # a fresh process per point: no allocator/RSS carry-over
         cmd = [sys.executable, __file__, "--memory-worker", str(res), "--config", args.config,
                "--device", args.device, "--dtype", args.dtype, "--backend", args.backend]  # fmt: skip
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        points.append(json.loads(out.strip().splitlines()[-1]))
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:  # e.g. out of memory: record it and go on with the curve
+            error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            print(f"  memory {res}^2: failed: {error}", file=sys.stderr)
+            points.append({"resolution": res, "error": error})
+            continue
+        points.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"  memory {res}^2: {points[-1]['peak_gib']:.2f} GiB", file=sys.stderr)
     for pt in points:
         for key in ("peak_gib", "before_forward_gib", "forward_extra_gib", "ru_maxrss_gib"):
@@ -244,7 +251,7 @@ def plot_memory(curve: dict, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = curve["points"]
+    pts = [p for p in curve["points"] if "error" not in p]
     res = [p["resolution"] for p in pts]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(res, [p["peak_gib"] for p in pts], "o-", label="peak memory")
@@ -340,6 +347,7 @@ def throughput(args: argparse.Namespace) -> dict:
         "packed_vs_padded": round(packed_rate / results["padded_batch"]["images_per_s"], 3),
     }
 
+    config = {"name": args.config, **cfg.to_dict(), "dtype": args.dtype}  # before the loop below
     backends = args.backends or ["sdpa", "sdpa_masked", "math"] + (
         ["flash_attn"] if args.backend == "flash_attn" else []
     )
@@ -351,7 +359,7 @@ def throughput(args: argparse.Namespace) -> dict:
             time_it(partial(packed_encode, model, images), device, args.iters), n
         )
     return {
-        "config": {"name": args.config, **cfg.to_dict(), "dtype": args.dtype},
+        "config": config,
         "images": {"count": n, "sizes_hw": sizes, "seed": args.seed},
         "throughput": results,
         "ratios": ratios,

@@ -58,6 +58,13 @@ def test_resolve_backend():
             resolve_backend("torch_varlen")
 
 
+@pytest.mark.parametrize("backend", ["flash_attn", "torch_varlen"])
+def test_fp32_inputs_never_reach_the_half_only_kernels(backend):
+    q, k, v = qkv()  # fp32 on CPU: the dispatch must route these to sdpa
+    ref = varlen_attention(q, k, v, SEQLENS, "math")
+    torch.testing.assert_close(varlen_attention(q, k, v, SEQLENS, backend), ref, atol=1e-5, rtol=0)
+
+
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
@@ -74,6 +81,14 @@ def test_cuda_bf16_backends_match_math_reference(backend):
     ref = varlen_attention(q, k, v, SEQLENS, "math")
     out = varlen_attention(*(t.bfloat16() for t in (q, k, v)), SEQLENS, backend)
     assert (out.float() - ref).abs().max() < 3e-2
+
+
+@needs_cuda
+def test_half_only_kernels_fall_back_to_sdpa_in_fp32():
+    q, k, v = (t.cuda() for t in qkv())
+    ref = varlen_attention(q, k, v, SEQLENS, "math")
+    out = varlen_attention(q, k, v, SEQLENS, resolve_backend("auto", "cuda"))
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
 
 
 @needs_cuda

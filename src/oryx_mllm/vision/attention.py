@@ -10,6 +10,9 @@ of each segment and a token only attends to tokens of its own segment. One funct
 - ``"torch_varlen"``: PyTorch's own FlashAttention varlen kernel
   (``torch.nn.attention.varlen.varlen_attn``, CUDA, fp16/bf16): the same ``cu_seqlens`` call
   without the flash-attn package. ``"auto"`` picks it on CUDA when flash-attn is not installed.
+
+Both FlashAttention kernels take fp16/bf16 only: an fp32 call (a model loaded in fp32 on a GPU)
+goes through ``"sdpa"`` instead, so ``"auto"`` works in every dtype.
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per run of equal-length
   segments (batched). Default on
   CPU; on 2 CPU cores it is several times faster than one call with a block-diagonal mask.
@@ -33,6 +36,7 @@ import torch.nn.functional as F
 from oryx_mllm.errors import ConfigError
 
 BACKENDS = ("auto", "flash_attn", "torch_varlen", "sdpa", "sdpa_masked", "math")
+_HALF_ONLY = ("flash_attn", "torch_varlen")  # FlashAttention kernels: fp16/bf16 inputs only
 
 
 def flash_attn_available() -> bool:
@@ -145,6 +149,8 @@ def varlen_attention(
 ) -> torch.Tensor:
     """Block-diagonal self-attention over a packed ``[T, heads, head_dim]`` sequence."""
     seqlens = [int(n) for n in seqlens]
+    if backend in _HALF_ONLY and q.dtype not in (torch.float16, torch.bfloat16):
+        backend = "sdpa"
     if backend == "sdpa":
         return _sdpa_runs(q, k, v, seqlens)
     if backend == "flash_attn":
