@@ -1,8 +1,8 @@
 """The embedded default model (src/oryx_mllm/assets/oryx-tiny) loads by default, is small, and
 answers a fixed set of held-out synthetic examples (test seeds) correctly.
 
-Honest caveat: the shipped model is well short of the issue's targets (docs/default_model.md:
-objects 58%, short videos 38.5%, long videos 36%, multi-view 40%, documents 0% held out). The
+Honest caveat: the shipped model (run 9) meets only the needle target (docs/default_model.md:
+long videos 85.3% held out; objects 53%, short videos 29.5%, multi-view 28%, documents 0%). The
 examples below are, for every task except documents, the first held-out sample (test seed
 1,000,000) it answered correctly in ``python -m oryx_mllm.eval.synthetic``; the expected answers are
 the generators' ground truth. So this is a regression test of the shipped weights + preprocessing
@@ -20,20 +20,20 @@ from oryx_mllm.pipeline import OryxPipeline, default_model_path
 
 # (task, held-out base seed, index): examples from test streams (seed >= 1_000_000)
 EXAMPLES: list[tuple[str, int, int]] = [
-    ("objects/color", 1_000_000, 2),
+    ("objects/color", 1_000_000, 1),
     ("objects/count", 1_000_000, 0),
-    ("objects/position", 1_000_000, 0),
+    ("objects/position", 1_000_000, 1),
     ("objects/exists", 1_000_000, 0),
-    ("short_videos/direction", 1_000_000, 1),
-    ("short_videos/appear_order", 1_000_000, 2),
-    ("short_videos/count_appear", 1_000_000, 0),
-    ("short_videos/what_when", 1_000_000, 0),
-    ("long_videos/digit", 1_000_000, 12),
-    ("long_videos/shape", 1_000_000, 4),
-    ("long_videos/color", 1_000_000, 3),
-    ("multiview/count", 1_000_000, 2),
+    ("short_videos/direction", 1_000_000, 0),
+    ("short_videos/appear_order", 1_000_000, 4),
+    ("short_videos/count_appear", 1_000_000, 3),
+    ("short_videos/what_when", 1_000_000, 8),
+    ("long_videos/digit", 1_000_000, 1),
+    ("long_videos/shape", 1_000_000, 0),
+    ("long_videos/color", 1_000_000, 0),
+    ("multiview/count", 1_000_000, 3),
     ("multiview/left_right", 1_000_000, 0),
-    ("multiview/closer", 1_000_000, 0),
+    ("multiview/closer", 1_000_000, 4),
 ]
 
 
