@@ -106,3 +106,16 @@ def test_missing_model_folder_is_a_checkpoint_error(tmp_path):
 def test_unknown_dtype_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown dtype 'float8'"):
         OryxPipeline.from_pretrained(None, torch_dtype="float8")
+
+
+def test_a_missing_gpu_is_a_config_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        OryxPipeline.from_pretrained(device_map="cuda")
+
+
+def test_an_unknown_device_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown device 'tpu9'"):
+        OryxPipeline.from_pretrained(device_map="tpu9")

@@ -24,12 +24,25 @@ from typing import Any
 
 import torch
 
-from oryx_mllm.errors import CheckpointError, InvalidInputError
+from oryx_mllm.errors import CheckpointError, ConfigError, InvalidInputError
 from oryx_mllm.processing.chat import IM_END
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 
 DEFAULT_MODEL_NAME = "oryx-tiny"
+
+
+def _check_device(device_map) -> None:
+    """A device string that names a GPU this machine lacks is a config error, not a deep
+    torch assertion at the first ``.to()``."""
+    if not isinstance(device_map, str) or device_map in ("auto", "cpu"):
+        return
+    try:
+        kind = torch.device(device_map).type
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device_map!r}: {exc}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device_map!r} asked for, but no CUDA GPU is available here")
 
 
 def default_model_path() -> Path:
@@ -99,6 +112,7 @@ class OryxPipeline:
         """Load a model folder (released or ours); ``None`` = the embedded default model."""
         from oryx_mllm.model import OryxForConditionalGeneration
 
+        _check_device(device_map)
         folder = Path(path) if path is not None else default_model_path()
         if not (folder / "config.json").exists():
             hint = (

@@ -62,3 +62,11 @@ def test_default_tasks_are_the_families_without_training_sessions():
     tasks = _tasks(None)
     assert tasks == [t for family in FAMILIES.values() for t in family]
     assert not set(tasks) & set(TRAIN_TASKS)
+
+
+def test_main_reports_a_bad_device_without_a_traceback(tmp_path, capsys):
+    from oryx_mllm.eval.synthetic import main
+
+    assert main(["--device", "tpu9", "--per-task", "1", "--out", str(tmp_path)]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written

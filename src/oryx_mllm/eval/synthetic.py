@@ -33,6 +33,7 @@ import dataclasses
 import json
 import math
 import re
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -284,9 +285,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         long_depth=a.long_depth,
         marks=a.marks,
     )
+    from oryx_mllm.errors import OryxError
     from oryx_mllm.pipeline import OryxPipeline
 
-    pipeline = OryxPipeline.from_pretrained(a.model, torch_dtype=a.dtype, device_map=a.device)
+    try:
+        pipeline = OryxPipeline.from_pretrained(a.model, torch_dtype=a.dtype, device_map=a.device)
+    except OryxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report = evaluate(pipeline, options)
     report["options"].update(device=a.device or "cpu", dtype=a.dtype or "float32")
     path = write_report(report, a.out, a.name)
