@@ -10,9 +10,6 @@ of each segment and a token only attends to tokens of its own segment. One funct
 - ``"torch_varlen"``: PyTorch's own FlashAttention varlen kernel
   (``torch.nn.attention.varlen.varlen_attn``, CUDA, fp16/bf16): the same ``cu_seqlens`` call
   without the flash-attn package. ``"auto"`` picks it on CUDA when flash-attn is not installed.
-
-Both FlashAttention kernels take fp16/bf16 only: an fp32 call (a model loaded in fp32 on a GPU)
-goes through ``"sdpa"`` instead, so ``"auto"`` works in every dtype.
 - ``"sdpa"``: ``torch.nn.functional.scaled_dot_product_attention`` once per run of equal-length
   segments (batched). Default on
   CPU; on 2 CPU cores it is several times faster than one call with a block-diagonal mask.
@@ -20,6 +17,9 @@ goes through ``"sdpa"`` instead, so ``"auto"`` works in every dtype.
   (kept for comparison and benchmarks; quadratic in the total length).
 - ``"math"``: explicit softmax(q k^T / sqrt(d)) v per segment, in fp32. The reference the
   others are tested against.
+
+Both FlashAttention kernels take fp16/bf16 only: an fp32 call (a model loaded in fp32 on a GPU)
+goes through ``"sdpa"`` instead, so ``"auto"`` works in every dtype.
 
 All take ``q, k, v`` of shape ``[T, heads, head_dim]`` and return ``[T, heads, head_dim]``.
 """
