@@ -349,7 +349,7 @@ def throughput(args: argparse.Namespace) -> dict:
 
     config = {"name": args.config, **cfg.to_dict(), "dtype": args.dtype}  # before the loop below
     backends = args.backends or ["sdpa", "sdpa_masked", "math"] + (
-        ["flash_attn"] if args.backend == "flash_attn" else []
+        [args.backend] if args.backend in ("flash_attn", "torch_varlen") else []
     )
     print(f"timing backends {backends} ...", file=sys.stderr)
     backend_results = {}

@@ -128,20 +128,16 @@ def _sdpa_masked(q, k, v, seqlens):
     return out[0].transpose(0, 1)
 
 
-def _flash(q, k, v, seqlens):
-    from flash_attn import flash_attn_varlen_func
+def _varlen_kernel(q, k, v, seqlens, backend):
+    """flash-attn's or PyTorch's FlashAttention varlen kernel: one call with ``cu_seqlens``."""
+    if backend == "flash_attn":
+        from flash_attn import flash_attn_varlen_func as kernel
+    else:
+        from torch.nn.attention.varlen import varlen_attn as kernel
 
     cu = cu_seqlens_from(seqlens, q.device)
     max_len = max(seqlens)
-    return flash_attn_varlen_func(q, k, v, cu, cu, max_len, max_len)
-
-
-def _torch_varlen(q, k, v, seqlens):
-    from torch.nn.attention.varlen import varlen_attn
-
-    cu = cu_seqlens_from(seqlens, q.device)
-    max_len = max(seqlens)
-    return varlen_attn(q, k, v, cu, cu, max_len, max_len)
+    return kernel(q, k, v, cu, cu, max_len, max_len)
 
 
 def varlen_attention(
@@ -153,10 +149,8 @@ def varlen_attention(
         backend = "sdpa"
     if backend == "sdpa":
         return _sdpa_runs(q, k, v, seqlens)
-    if backend == "flash_attn":
-        return _flash(q, k, v, seqlens)
-    if backend == "torch_varlen":
-        return _torch_varlen(q, k, v, seqlens)
+    if backend in _HALF_ONLY:
+        return _varlen_kernel(q, k, v, seqlens, backend)
     if backend == "math":
         return _per_segment(q, k, v, seqlens, _math_segment)
     if backend == "sdpa_masked":
