@@ -149,7 +149,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--vision-lr", type=float, default=None, help="default: --lr")
+    p.add_argument("--vision-lr", type=float, default=None, help="OryxViT's lr; default: --lr")
     p.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-per-task", type=int, default=24)
@@ -158,6 +158,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
     p.add_argument("--freeze-vit", action="store_true", help="keep the vision tower fixed")
+    p.add_argument(
+        "--unfreeze-vit-at", type=int, default=None, help="with --freeze-vit: train it from here"
+    )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
     a = p.parse_args()
@@ -190,20 +193,11 @@ def main() -> None:
     model = build_model(a.llm_layers, a.vit_depth, visual_id, a.vit_init)
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
-    groups = [
-        [
-            p
-            for n, p in model.named_parameters()
-            if p.requires_grad and not n.startswith("language_model")
-        ],
-        [
-            p
-            for n, p in model.named_parameters()
-            if p.requires_grad and n.startswith("language_model")
-        ],
-    ]
+    # OryxViT in its own group (its own lr; a frozen tower's group is empty until unfrozen)
+    vit = list(model.vision_tower.parameters())
+    rest = [p for n, p in model.named_parameters() if not n.startswith("vision_tower")]
     opt = torch.optim.AdamW(
-        [{"params": groups[0], "lr": a.vision_lr or a.lr}, {"params": groups[1], "lr": a.lr}],
+        [{"params": vit, "lr": a.vision_lr or a.lr}, {"params": rest, "lr": a.lr}],
         weight_decay=0.01,
     )
     warm = max(1, int(0.05 * a.steps))
@@ -216,6 +210,9 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         if a.warmup_steps and step == a.warmup_steps + 1:
             batches = iter(make_loader(tasks))
+        if a.freeze_vit and step == a.unfreeze_vit_at:
+            model.vision_tower.requires_grad_(True)
+            print(f"step {step}: OryxViT unfrozen", flush=True)
         b = next(batches)
         loss = batch_loss(model, b, a.bf16)
         loss.backward()

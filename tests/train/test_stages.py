@@ -99,3 +99,27 @@ def test_recipe_overrides_and_errors(tmp_path):
         load_recipe(bad)
     with pytest.raises(ConfigError, match="cannot read"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_optimizer_groups_split_trainable_parameters_by_group_lr():
+    from oryx_mllm.train.config import OptimSpec
+    from oryx_mllm.train.stages import optimizer_groups
+
+    model = tiny_model("qwen2", byte_tokenizer())
+    apply_stage(model, StageSpec(trainable=["vision_tower", "mm_projector", "language_model"]))
+    groups = optimizer_groups(model, OptimSpec(lr=1e-3, group_lr={"vision_tower": 1e-4}))
+    assert [(g["name"], g["lr"]) for g in groups] == [("default", 1e-3), ("vision_tower", 1e-4)]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.vision_tower.parameters()}
+    rest = {id(p) for p in groups[0]["params"]}
+    assert rest.isdisjoint(id(p) for p in model.vision_tower.parameters())
+    trainable = sum(1 for p in model.parameters() if p.requires_grad)  # resampler frozen
+    assert len(rest) + len(groups[1]["params"]) == trainable
+
+
+def test_optim_group_lr_rejects_unknown_groups_and_bad_rates():
+    from oryx_mllm.train.config import OptimSpec
+
+    with pytest.raises(ConfigError, match="unknown groups"):
+        OptimSpec(group_lr={"vit": 1e-4})
+    with pytest.raises(ConfigError, match="positive number"):
+        OptimSpec(group_lr={"vision_tower": -1})

@@ -152,3 +152,32 @@ def test_interrupted_save_is_ignored_on_resume(workspace, tmp_path):
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"half written")
     assert latest_checkpoint(out).name == "step-2"
+
+
+def test_group_lr_gives_a_module_group_its_own_learning_rate(workspace, tmp_path):
+    # One AdamW step moves every weight with a gradient by exactly its lr (weight decay 0).
+    cfg = TrainConfig(
+        **recipe_dict(
+            workspace["model"],
+            workspace["json"],
+            tmp_path / "out",
+            max_steps=1,
+            stage={"trainable": ["vision_tower", "mm_projector"]},
+            optim={"group_lr": {"vision_tower": 1e-6}},
+        )
+    )
+    result = train(cfg)
+    from oryx_mllm.model import OryxForConditionalGeneration
+
+    before = OryxForConditionalGeneration.from_pretrained(workspace["model"])
+    after = OryxForConditionalGeneration.from_pretrained(result.final_model)
+
+    def max_change(group: str) -> float:
+        old = dict(getattr(before, group).named_parameters())
+        return max(
+            (p - old[n]).abs().max().item() for n, p in getattr(after, group).named_parameters()
+        )
+
+    assert max_change("vision_tower") == pytest.approx(1e-6, rel=0.05)
+    assert max_change("mm_projector") == pytest.approx(3e-3, rel=0.05)  # the recipe's lr
+    assert max_change("language_model") == 0.0

@@ -127,17 +127,32 @@ class StageSpec:
 
 @dataclass
 class OptimSpec:
+    """AdamW and its schedule. ``group_lr`` gives a module group (``MODULE_GROUPS``) its own peak
+    learning rate, e.g. ``{vision_tower: 1e-4}`` (LLaVA-family trainers' ``mm_vision_tower_lr``);
+    every other trainable parameter uses ``lr``. All groups follow the same schedule."""
+
     lr: float = 2e-5
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_ratio: float = 0.03
     schedule: str = "cosine"  # cosine | constant | linear
     max_grad_norm: float = 1.0
+    group_lr: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "constant", "linear"):
             raise ConfigError(f"optim.schedule {self.schedule!r} not in cosine/constant/linear")
         self.betas = tuple(self.betas)
+        if not isinstance(self.group_lr, dict):
+            raise ConfigError(f"optim.group_lr must be a mapping, got {self.group_lr!r}")
+        bad = sorted(set(self.group_lr) - set(MODULE_GROUPS))
+        if bad:
+            raise ConfigError(
+                f"optim.group_lr has unknown groups {bad}; choose from {MODULE_GROUPS}"
+            )
+        for group, lr in self.group_lr.items():
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+                raise ConfigError(f"optim.group_lr.{group} must be a positive number, got {lr!r}")
 
 
 @dataclass

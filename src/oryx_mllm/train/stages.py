@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
-from oryx_mllm.train.config import MODULE_GROUPS, StageSpec
+from oryx_mllm.train.config import MODULE_GROUPS, OptimSpec, StageSpec
 
 
 def apply_stage(model: nn.Module, stage: StageSpec) -> list[str]:
@@ -55,3 +55,19 @@ def trainable_groups(model: nn.Module) -> dict[str, int]:
         if module is not None:
             out[group] = sum(p.numel() for p in module.parameters() if p.requires_grad)
     return out
+
+
+def optimizer_groups(model: nn.Module, optim: OptimSpec) -> list[dict]:
+    """AdamW parameter groups for the trainable parameters: first everything at ``optim.lr``,
+    then one group per module group named in ``optim.group_lr`` (each with its own ``lr``).
+    The first group carries the base rate, so the logged ``get_last_lr()[0]`` is ``optim.lr``'s.
+    """
+    own = {}
+    for group, lr in optim.group_lr.items():
+        module = getattr(model, group, None)
+        params = [p for p in module.parameters() if p.requires_grad] if module else []
+        if params:
+            own[group] = {"params": params, "lr": float(lr), "name": group}
+    taken = {id(p) for g in own.values() for p in g["params"]}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
+    return [{"params": rest, "lr": optim.lr, "name": "default"}, *own.values()]

@@ -40,7 +40,7 @@ from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs
 from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
-from oryx_mllm.train.stages import apply_stage, trainable_groups
+from oryx_mllm.train.stages import apply_stage, optimizer_groups, trainable_groups
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
 
 logger = logging.getLogger(__name__)
@@ -344,7 +344,10 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     # optimiser
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        params, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+        optimizer_groups(model, cfg.optim),
+        lr=cfg.optim.lr,
+        betas=cfg.optim.betas,
+        weight_decay=cfg.optim.weight_decay,
     )
     scheduler = _scheduler(optimizer, cfg, total_steps)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
