@@ -153,6 +153,7 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-per-task", type=int, default=24)
+    p.add_argument("--image-max-pixels", type=int, default=TINY_IMAGE["max_pixels"])
     p.add_argument("--llm-layers", type=int, default=4)
     p.add_argument("--vit-depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -170,7 +171,8 @@ def main() -> None:
     eval_tasks = [t for n in a.eval_tasks.split(",") for t in list_tasks(n)]
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
-    data = DataSpec(max_length=4096, image=TINY_IMAGE, video=TINY_VIDEO)
+    image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
+    data = DataSpec(max_length=4096, image=image, video=TINY_VIDEO)
     transform = TrainTransform(tok, visual_id, data)
     collate = MicroBatchCollator(tok.pad_token_id, 1)
 
