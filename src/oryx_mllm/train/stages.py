@@ -65,7 +65,7 @@ def optimizer_groups(model: nn.Module, optim: OptimSpec) -> list[dict]:
     own = {}
     for group, lr in optim.group_lr.items():
         module = getattr(model, group, None)
-        params = [p for p in module.parameters() if p.requires_grad] if module else []
+        params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
         if params:
             own[group] = {"params": params, "lr": float(lr), "name": group}
     taken = {id(p) for g in own.values() for p in g["params"]}
