@@ -123,3 +123,15 @@ def test_optim_group_lr_rejects_unknown_groups_and_bad_rates():
         OptimSpec(group_lr={"vit": 1e-4})
     with pytest.raises(ConfigError, match="positive number"):
         OptimSpec(group_lr={"vision_tower": -1})
+
+
+def test_optimizer_groups_warn_about_a_group_lr_for_a_frozen_group(caplog):
+    from oryx_mllm.train.config import OptimSpec
+    from oryx_mllm.train.stages import optimizer_groups
+
+    model = tiny_model("qwen2", byte_tokenizer())
+    apply_stage(model, StageSpec(trainable=["mm_projector"]))
+    with caplog.at_level("WARNING", logger="oryx_mllm.train.stages"):
+        groups = optimizer_groups(model, OptimSpec(lr=1e-3, group_lr={"vision_tower": 1e-4}))
+    assert [g["name"] for g in groups] == ["default"]
+    assert "group_lr.vision_tower is ignored" in caplog.text

@@ -16,9 +16,13 @@ The compressor and the projector together are the paper's "connector".
 
 from __future__ import annotations
 
+import logging
+
 import torch.nn as nn
 
 from oryx_mllm.train.config import MODULE_GROUPS, OptimSpec, StageSpec
+
+logger = logging.getLogger(__name__)
 
 
 def apply_stage(model: nn.Module, stage: StageSpec) -> list[str]:
@@ -68,6 +72,8 @@ def optimizer_groups(model: nn.Module, optim: OptimSpec) -> list[dict]:
         params = [p for p in module.parameters() if p.requires_grad] if module is not None else []
         if params:
             own[group] = {"params": params, "lr": float(lr), "name": group}
+        else:
+            logger.warning("optim.group_lr.%s is ignored: %s is not trained here", group, group)
     taken = {id(p) for g in own.values() for p in g["params"]}
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in taken]
     return [{"params": rest, "lr": optim.lr, "name": "default"}, *own.values()]
