@@ -13,17 +13,21 @@ learning rates, tasks or curricula for a few hundred steps before committing to 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
 
 import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.config import OryxConfig
 from oryx_mllm.data.build import long_video_indices, long_video_span
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
+from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
 from oryx_mllm.data.tokenizer import build_tokenizer
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.processing.chat import ensure_visual_token
@@ -44,14 +48,57 @@ TINY_VIDEO = {
 }
 
 
-def probe_sample(task: str, seed: int, index: int, long_frames: int = 32) -> SyntheticSample:
-    """Sample ``index`` of ``task``; needle videos get a needle long enough to be among the
-    ``long_frames`` frames :func:`record` samples (as ``oryx_mllm.data.build`` does)."""
-    s = generate(task, seed, index)
+def probe_sample(
+    task: str, seed: int, index: int, long_frames: int = 32, **kwargs
+) -> SyntheticSample:
+    """Sample ``index`` of ``task`` (``kwargs`` go to its generator); needle videos get a needle
+    long enough to be among the ``long_frames`` frames :func:`record` samples (as
+    ``oryx_mllm.data.build`` does)."""
+    s = generate(task, seed, index, **kwargs)
     if s.modality == "video_long":
         n = len(s.media)
         s = generate(task, seed, index, num_frames=n, needle_span=long_video_span(n, long_frames))
     return s
+
+
+def label_image(s: SyntheticSample) -> SyntheticSample:
+    """``s`` with its picture replaced by an object-label map (for :class:`OracleTower`): black
+    background, every object drawn in grey level ``1 + 6 * shape + colour`` (1..18)."""
+    if s.modality != "image" or "objects" not in s.meta:
+        return s
+    img = Image.new("RGB", s.media.size, (0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    for o in s.meta["objects"]:
+        k = 1 + 6 * SHAPES.index(o["shape"]) + COLOR_NAMES.index(o["color"])
+        draw_shape(draw, o["shape"], o["x"], o["y"], o["r"], (k, k, k))
+    return dataclasses.replace(s, media=img)
+
+
+class OracleTower(OryxViT):
+    """A stand-in for OryxViT whose patch features are exact: the fraction of each object label
+    (shape x colour, from :func:`label_image`) in the patch, times a fixed random embedding.
+    It answers "could the LLM side learn the objects tasks if every token said what it shows?"."""
+
+    NUM_LABELS = 1 + len(SHAPES) * len(COLOR_NAMES)
+
+    def __init__(self, config: OryxViTConfig):
+        super().__init__(config)
+        g = torch.Generator().manual_seed(1234)
+        self.register_buffer(
+            "label_embed", torch.randn(self.NUM_LABELS, config.hidden_size, generator=g)
+        )
+
+    def encode(self, images):
+        feats, grids = [], []
+        for img in self._check(images):
+            labels = (
+                ((img[0].float() * 0.5 + 0.5) * 255).round().long().clamp(0, self.NUM_LABELS - 1)
+            )
+            onehot = F.one_hot(labels, self.NUM_LABELS).permute(2, 0, 1).float()[None]
+            hist = F.avg_pool2d(onehot, self.config.patch_size, ceil_mode=True)[0]  # [L, h, w]
+            grids.append(tuple(hist.shape[1:]))
+            feats.append((hist.flatten(1).T @ self.label_embed).to(self.dtype))  # [h*w, C]
+        return feats, grids
 
 
 def record(s: SyntheticSample, long_frames: int = 32) -> dict:
@@ -72,29 +119,41 @@ def record(s: SyntheticSample, long_frames: int = 32) -> dict:
 class Stream(IterableDataset):
     """Endless round-robin over ``tasks`` with training seed ``seed``."""
 
-    def __init__(self, tasks: list[str], seed: int, transform: TrainTransform):
-        self.tasks, self.seed, self.transform = tasks, seed, transform
+    def __init__(self, tasks, seed, transform: TrainTransform, oracle=False, task_kwargs=None):
+        self.tasks, self.seed, self.transform, self.oracle = tasks, seed, transform, oracle
+        self.task_kwargs = task_kwargs or {}
 
     def __iter__(self):
         i = 0
         while True:
             task = self.tasks[i % len(self.tasks)]
-            yield self.transform(record(probe_sample(task, self.seed, i // len(self.tasks))))
+            s = probe_sample(
+                task, self.seed, i // len(self.tasks), **self.task_kwargs.get(task, {})
+            )
+            yield self.transform(record(label_image(s) if self.oracle else s))
             i += 1
 
 
-def build_model(llm_layers: int, vit_depth: int, visual_token_id: int, vit_init: str | None = None):
+def build_model(
+    llm_layers: int,
+    vit_depth: int,
+    visual_token_id: int,
+    vit_init: str | None = None,
+    oracle: bool = False,
+    llm_heads: int = 4,
+    llm_hidden: int = 192,
+):
     vc = OryxViTConfig(
         hidden_size=128, depth=vit_depth, num_heads=4, mlp_hidden_size=384, position_grid=24
     )
     lc = AutoConfig.for_model(
         "qwen2",
         vocab_size=768,
-        hidden_size=192,
-        intermediate_size=512,
+        hidden_size=llm_hidden,
+        intermediate_size=llm_hidden * 8 // 3,
         num_hidden_layers=llm_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=llm_heads,
+        num_key_value_heads=llm_heads // 2,
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         pad_token_id=0,
@@ -102,7 +161,10 @@ def build_model(llm_layers: int, vit_depth: int, visual_token_id: int, vit_init:
         bos_token_id=None,
         initializer_range=0.02,
     )
-    tower = OryxViT.from_pretrained(vit_init, config=vc) if vit_init else OryxViT(vc)
+    if oracle:
+        tower = OracleTower(vc)
+    else:
+        tower = OryxViT.from_pretrained(vit_init, config=vc) if vit_init else OryxViT(vc)
     cfg = OryxConfig.from_llm_config(
         lc, vision_config=tower.config, compressor_mid_size=128, visual_token_id=visual_token_id
     )
@@ -155,12 +217,24 @@ def main() -> None:
     p.add_argument("--eval-per-task", type=int, default=24)
     p.add_argument("--image-max-pixels", type=int, default=TINY_IMAGE["max_pixels"])
     p.add_argument("--llm-layers", type=int, default=4)
+    p.add_argument("--llm-heads", type=int, default=4, help="query heads (KV heads: half)")
+    p.add_argument("--llm-hidden", type=int, default=192)
+    p.add_argument(
+        "--task-kwargs",
+        default="{}",
+        help='training generators\' kwargs per task, JSON: {"objects/qa_session": {"describe": false}}',
+    )
     p.add_argument("--vit-depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
     p.add_argument("--freeze-vit", action="store_true", help="keep the vision tower fixed")
     p.add_argument(
         "--unfreeze-vit-at", type=int, default=None, help="with --freeze-vit: train it from here"
+    )
+    p.add_argument(
+        "--oracle-objects",
+        action="store_true",
+        help="replace OryxViT by exact per-patch object labels (objects tasks only)",
     )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
@@ -178,21 +252,30 @@ def main() -> None:
 
     def make_loader(names: list[str]):
         return DataLoader(
-            Stream(names, a.seed, transform),
+            Stream(names, a.seed, transform, a.oracle_objects, json.loads(a.task_kwargs)),
             batch_size=a.batch_size,
             num_workers=1,
             collate_fn=lambda b: collate(b)[0],
             prefetch_factor=4,
         )
 
+    oracle = label_image if a.oracle_objects else (lambda s: s)
     warm_tasks = [t for n in (a.warmup_tasks or "").split(",") if n for t in list_tasks(n)]
     held_out = [
-        (t, transform(record(probe_sample(t, TEST_SEED_MIN, i))))
+        (t, transform(record(oracle(probe_sample(t, TEST_SEED_MIN, i)))))
         for i in range(a.eval_per_task)
         for t in eval_tasks
     ]
 
-    model = build_model(a.llm_layers, a.vit_depth, visual_id, a.vit_init)
+    model = build_model(
+        a.llm_layers,
+        a.vit_depth,
+        visual_id,
+        a.vit_init,
+        a.oracle_objects,
+        llm_heads=a.llm_heads,
+        llm_hidden=a.llm_hidden,
+    )
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
     # OryxViT in its own group (its own lr; a frozen tower's group is empty until unfrozen)
