@@ -91,6 +91,7 @@ class OracleTower(OryxViT):
     def encode(self, images):
         feats, grids = [], []
         for img in self._check(images):
+            # undo the tiny processor's normalisation ((x / 255 - 0.5) / 0.5) to get the grey level
             labels = (
                 ((img[0].float() * 0.5 + 0.5) * 255).round().long().clamp(0, self.NUM_LABELS - 1)
             )
@@ -243,6 +244,13 @@ def main() -> None:
 
     tasks = [t for n in a.tasks.split(",") for t in list_tasks(n)]
     eval_tasks = [t for n in a.eval_tasks.split(",") for t in list_tasks(n)]
+    warm_tasks = [t for n in (a.warmup_tasks or "").split(",") if n for t in list_tasks(n)]
+    if a.oracle_objects and any(
+        not t.startswith("objects/") for t in tasks + eval_tasks + warm_tasks
+    ):
+        p.error("--oracle-objects only has labels for objects tasks")
+    if a.llm_heads < 2 or a.llm_heads % 2:
+        p.error("--llm-heads must be even (KV heads are half of them)")
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
@@ -260,7 +268,6 @@ def main() -> None:
         )
 
     oracle = label_image if a.oracle_objects else (lambda s: s)
-    warm_tasks = [t for n in (a.warmup_tasks or "").split(",") if n for t in list_tasks(n)]
     held_out = [
         (t, transform(record(oracle(probe_sample(t, TEST_SEED_MIN, i)))))
         for i in range(a.eval_per_task)
