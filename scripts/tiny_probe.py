@@ -117,12 +117,23 @@ def record(s: SyntheticSample, long_frames: int = 32) -> dict:
     return {"id": s.id, "modality": s.modality, "media": media, "conversations": conv}
 
 
+def question_first(item: dict) -> dict:
+    """The first question before its picture ("question\n<image>") instead of after it."""
+    first = item["conversations"][0]
+    for tag in ("<image>\n", "<video>\n"):
+        if first["value"].startswith(tag):
+            first["value"] = first["value"].removeprefix(tag) + "\n" + tag.strip()
+    return item
+
+
 class Stream(IterableDataset):
     """Endless round-robin over ``tasks`` with training seed ``seed``."""
 
-    def __init__(self, tasks, seed, transform: TrainTransform, oracle=False, task_kwargs=None):
+    def __init__(
+        self, tasks, seed, transform, oracle=False, task_kwargs=None, question_first=False
+    ):
         self.tasks, self.seed, self.transform, self.oracle = tasks, seed, transform, oracle
-        self.task_kwargs = task_kwargs or {}
+        self.task_kwargs, self.question_first = task_kwargs or {}, question_first
 
     def __iter__(self):
         i = 0
@@ -131,7 +142,8 @@ class Stream(IterableDataset):
             s = probe_sample(
                 task, self.seed, i // len(self.tasks), **self.task_kwargs.get(task, {})
             )
-            yield self.transform(record(label_image(s) if self.oracle else s))
+            item = record(label_image(s) if self.oracle else s)
+            yield self.transform(question_first(item) if self.question_first else item)
             i += 1
 
 
@@ -237,6 +249,9 @@ def main() -> None:
         action="store_true",
         help="replace OryxViT by exact per-patch object labels (objects tasks only)",
     )
+    p.add_argument(
+        "--question-first", action="store_true", help="put the first question before the picture"
+    )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
     a = p.parse_args()
@@ -260,7 +275,14 @@ def main() -> None:
 
     def make_loader(names: list[str]):
         return DataLoader(
-            Stream(names, a.seed, transform, a.oracle_objects, json.loads(a.task_kwargs)),
+            Stream(
+                names,
+                a.seed,
+                transform,
+                a.oracle_objects,
+                json.loads(a.task_kwargs),
+                a.question_first,
+            ),
             batch_size=a.batch_size,
             num_workers=1,
             collate_fn=lambda b: collate(b)[0],
@@ -268,8 +290,9 @@ def main() -> None:
         )
 
     oracle = label_image if a.oracle_objects else (lambda s: s)
+    order = question_first if a.question_first else (lambda item: item)
     held_out = [
-        (t, transform(record(oracle(probe_sample(t, TEST_SEED_MIN, i)))))
+        (t, transform(order(record(oracle(probe_sample(t, TEST_SEED_MIN, i))))))
         for i in range(a.eval_per_task)
         for t in eval_tasks
     ]
