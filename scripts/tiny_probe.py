@@ -127,23 +127,15 @@ def question_first(item: dict) -> dict:
 
 
 class Stream(IterableDataset):
-    """Endless round-robin over ``tasks`` with training seed ``seed``."""
+    """Endless round-robin over ``tasks``; ``make(task, index)`` builds sample ``index``."""
 
-    def __init__(
-        self, tasks, seed, transform, oracle=False, task_kwargs=None, question_first=False
-    ):
-        self.tasks, self.seed, self.transform, self.oracle = tasks, seed, transform, oracle
-        self.task_kwargs, self.question_first = task_kwargs or {}, question_first
+    def __init__(self, tasks: list[str], make):
+        self.tasks, self.make = tasks, make
 
     def __iter__(self):
         i = 0
         while True:
-            task = self.tasks[i % len(self.tasks)]
-            s = probe_sample(
-                task, self.seed, i // len(self.tasks), **self.task_kwargs.get(task, {})
-            )
-            item = record(label_image(s) if self.oracle else s)
-            yield self.transform(question_first(item) if self.question_first else item)
+            yield self.make(self.tasks[i % len(self.tasks)], i // len(self.tasks))
             i += 1
 
 
@@ -266,6 +258,14 @@ def main() -> None:
         p.error("--oracle-objects only has labels for objects tasks")
     if a.llm_heads < 2 or a.llm_heads % 2:
         p.error("--llm-heads must be even (KV heads are half of them)")
+    try:
+        task_kwargs = json.loads(a.task_kwargs)
+    except json.JSONDecodeError as e:
+        p.error(f"--task-kwargs is not valid JSON: {e}")
+    if not isinstance(task_kwargs, dict) or not all(
+        isinstance(v, dict) for v in task_kwargs.values()
+    ):
+        p.error('--task-kwargs must map task names to objects, e.g. {"objects/qa_session": {}}')
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
@@ -273,28 +273,26 @@ def main() -> None:
     transform = TrainTransform(tok, visual_id, data)
     collate = MicroBatchCollator(tok.pad_token_id, 1)
 
+    def example(task: str, seed: int, index: int, **kwargs):
+        """One sample as a :class:`TrainTransform` example, with the probe's input variants."""
+        s = probe_sample(task, seed, index, **kwargs)
+        item = record(label_image(s) if a.oracle_objects else s)
+        return transform(question_first(item) if a.question_first else item)
+
+    def train_example(task: str, index: int):
+        return example(task, a.seed, index, **task_kwargs.get(task, {}))
+
     def make_loader(names: list[str]):
         return DataLoader(
-            Stream(
-                names,
-                a.seed,
-                transform,
-                a.oracle_objects,
-                json.loads(a.task_kwargs),
-                a.question_first,
-            ),
+            Stream(names, train_example),
             batch_size=a.batch_size,
             num_workers=1,
             collate_fn=lambda b: collate(b)[0],
             prefetch_factor=4,
         )
 
-    oracle = label_image if a.oracle_objects else (lambda s: s)
-    order = question_first if a.question_first else (lambda item: item)
     held_out = [
-        (t, transform(order(record(oracle(probe_sample(t, TEST_SEED_MIN, i))))))
-        for i in range(a.eval_per_task)
-        for t in eval_tasks
+        (t, example(t, TEST_SEED_MIN, i)) for i in range(a.eval_per_task) for t in eval_tasks
     ]
 
     model = build_model(
