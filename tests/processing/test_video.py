@@ -3,6 +3,9 @@ lists / directories of frames, typed errors."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -148,6 +151,20 @@ def test_bad_videos_are_typed(tmp_path, make_video):
         preprocess_video([np.zeros((4, 4, 3), np.uint8), b"garbage"])
     with pytest.raises(OryxError):
         preprocess_video(42)  # type: ignore[arg-type]
+
+
+def test_video_files_need_pyav_but_frame_lists_do_not(make_video, monkeypatch):
+    path = make_video(num_frames=3)
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    frames = [np.full((30, 40, 3), frame_value(i), np.uint8) for i in range(3)]
+    assert len(preprocess_video(frames).frames) == 3
+    with pytest.raises(VideoDecodeError, match="PyAV"):
+        preprocess_video(path)
+
+
+def test_import_does_not_need_pyav():
+    code = "import sys; sys.modules['av'] = None; import oryx_mllm, oryx_mllm.processing"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_bytes_input(make_video):

@@ -35,9 +35,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import av
 import numpy as np
 import torch
 from PIL import Image
@@ -58,6 +57,9 @@ from oryx_mllm.processing.image import (
     resize,
 )
 from oryx_mllm.processing.options import ImageOptions, VideoOptions
+
+if TYPE_CHECKING:
+    import av
 from oryx_mllm.processing.types import VisualInput
 
 VideoLike = str | Path | bytes | bytearray | Sequence[ImageLike] | np.ndarray | torch.Tensor
@@ -181,7 +183,18 @@ def _directory_source(path: Path, opt: VideoOptions) -> _Source:
     return _list_source(files, str(path), opt)
 
 
+def _pyav():
+    """PyAV, imported when a video file is first opened: frame lists, arrays and directories of
+    images do not need it (and neither does ``import oryx_mllm``)."""
+    try:
+        import av
+    except ImportError as e:
+        raise VideoDecodeError(f"decoding video files needs PyAV (pip install av): {e}") from e
+    return av
+
+
 def _open_container(data: Path | bytes, name: str) -> av.container.InputContainer:
+    av = _pyav()
     try:
         return av.open(io.BytesIO(data) if isinstance(data, bytes) else str(data), mode="r")
     except Exception as e:
@@ -216,7 +229,7 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
             if s.duration is not None and tb and s.duration > 0:
                 duration = float(s.duration * tb)
             elif c.duration is not None and c.duration > 0:
-                duration = c.duration / av.time_base
+                duration = c.duration / _pyav().time_base
             else:
                 duration = None
         if duration is None:  # header does not know: scan packets once
