@@ -177,9 +177,16 @@ def build_model(
     return OryxForConditionalGeneration(cfg, language_model=llm, vision_tower=tower)
 
 
+def to_device(b: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on ``device`` (the model moves visual inputs itself)."""
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+
+
 def batch_loss(model, b: dict, bf16: bool) -> torch.Tensor:
-    """The training loss of one collated micro-batch (CPU bf16 autocast when ``bf16``)."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    """The training loss of one collated micro-batch (bf16 autocast on the model's device type
+    when ``bf16``)."""
+    b = to_device(b, model.device)
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         return model(
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
@@ -195,14 +202,14 @@ def evaluate(model, collate, examples) -> dict[str, float]:
     hits: dict[str, list[bool]] = {}
     for k in range(0, len(examples), 16):
         chunk = examples[k : k + 16]
-        b = collate([e for _, e in chunk])[0]
+        b = to_device(collate([e for _, e in chunk])[0], model.device)
         logits = model(
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
             visual_inputs=b["visual_inputs"],
         ).logits
         pred, labels = logits[:, :-1].argmax(-1), b["labels"][:, 1:]
-        ok = ((pred == labels) | (labels == -100)).all(-1)
+        ok = ((pred == labels) | (labels == -100)).all(-1).cpu()
         for (task, _), o in zip(chunk, ok.tolist(), strict=True):
             hits.setdefault(task, []).append(o)
     model.train()
@@ -217,7 +224,17 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--vision-lr", type=float, default=None, help="OryxViT's lr; default: --lr")
-    p.add_argument("--bf16", action="store_true", help="CPU autocast to bfloat16")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--num-workers", type=int, default=1, help="sample-generating processes")
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        help="seconds: after 50 steps, set the schedule's length to what fits (warmup stays 5%% "
+        "of --steps; held-out evaluation at a quarter, half, three quarters and the end)",
+    )
+    p.add_argument("--json-out", default=None, help="append every evaluation here (JSON lines)")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--eval-per-task", type=int, default=24)
     p.add_argument("--image-max-pixels", type=int, default=TINY_IMAGE["max_pixels"])
@@ -286,7 +303,7 @@ def main() -> None:
         return DataLoader(
             Stream(names, train_example),
             batch_size=a.batch_size,
-            num_workers=1,
+            num_workers=a.num_workers,
             collate_fn=lambda b: collate(b)[0],
             prefetch_factor=4,
         )
@@ -303,7 +320,7 @@ def main() -> None:
         a.oracle_objects,
         llm_heads=a.llm_heads,
         llm_hidden=a.llm_hidden,
-    )
+    ).to(a.device)
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
     # OryxViT in its own group (its own lr; a frozen tower's group is empty until unfrozen)
@@ -313,14 +330,22 @@ def main() -> None:
         [{"params": vit, "lr": a.vision_lr or a.lr}, {"params": rest, "lr": a.lr}],
         weight_decay=0.01,
     )
-    warm = max(1, int(0.05 * a.steps))
+    warm, total, eval_every = max(1, int(0.05 * a.steps)), a.steps, a.eval_every
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
+        opt,
+        lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)),
     )
 
-    start, ema = time.time(), None
+    start, ema, step = time.time(), None, 0
     batches = iter(make_loader(warm_tasks if a.warmup_steps else tasks))
-    for step in range(1, a.steps + 1):
+    while step < total:
+        step += 1
+        if a.time_budget and step == 51:
+            per_step = (time.time() - start) / 50
+            # evaluation and start-up take a few percent; keep 10% of the budget for them
+            total = max(51, int(50 + (0.9 * a.time_budget - (time.time() - start)) / per_step))
+            eval_every = max(1, total // 4)
+            print(f"time budget: {per_step:.3f} s/step -> {total} steps", flush=True)
         if a.warmup_steps and step == a.warmup_steps + 1:
             batches = iter(make_loader(tasks))
         if a.freeze_vit and step == a.unfreeze_vit_at:
@@ -336,10 +361,14 @@ def main() -> None:
         ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
         if step % 25 == 0:
             print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
-        if step % a.eval_every == 0 or step == a.steps:
+        if step % eval_every == 0 or step == total:
             acc = evaluate(model, collate, held_out)
             mean = sum(acc.values()) / len(acc)
             print("EVAL", step, json.dumps(acc), f"mean {mean:.3f}", flush=True)
+            if a.json_out:
+                with open(a.json_out, "a") as f:
+                    row = {"step": step, "steps": total, "seconds": round(time.time() - start)}
+                    f.write(json.dumps({**row, "mean": round(mean, 3), "acc": acc}) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Issue 6 on a GPU: how far do the tiny model's weak tasks get with many more steps than the
+# 30-minute CPU recipe allows? Seven `scripts/tiny_probe.py` runs share one GPU, each for the same
+# wall-clock budget (its schedule is sized after 50 steps); every held-out evaluation is appended
+# to $OUT/<name>.jsonl, the log to $OUT/<name>.log. Run from the repository root:
+#
+#   OUT=runs/gpu_probes BUDGET=420 scripts/gpu_probes.sh            (DEVICE=cpu for a smoke test)
+#
+# PROBES="obj_frozen short_frozen" runs only those (fewer probes: more steps each).
+set -uo pipefail
+OUT=${OUT:-runs/gpu_probes}
+PY=${PY:-python3}
+BUDGET=${BUDGET:-420}
+DEVICE=${DEVICE:-cuda}
+PER_TASK=${PER_TASK:-48}
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+mkdir -p "$OUT"
+[ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+
+common=(--bf16 --device "$DEVICE" --steps 2000 --time-budget "$BUDGET" --num-workers 1
+  --eval-per-task "$PER_TASK")
+objects=(--tasks objects/qa_session --eval-tasks objects)
+short=(--tasks short_videos --eval-tasks short_videos)
+declare -A probes=(
+  [obj_frozen]="${objects[*]} --freeze-vit"
+  [obj_frozen_lr3e-3]="${objects[*]} --freeze-vit --lr 3e-3"
+  [obj_vit_trained]="${objects[*]}"
+  [obj_frozen_w256]="${objects[*]} --freeze-vit --llm-hidden 256 --llm-heads 8"
+  [obj_oracle]="${objects[*]} --freeze-vit --oracle-objects"
+  [obj_oracle_w256]="${objects[*]} --freeze-vit --oracle-objects --llm-hidden 256 --llm-heads 8"
+  [short_frozen]="${short[*]} --freeze-vit"
+  [short_vit_trained]="${short[*]}"
+)
+names=${PROBES:-${!probes[*]}}
+for name in $names; do
+  # shellcheck disable=SC2086  # the probe's flags are meant to split
+  timeout $((BUDGET + 90)) $PY scripts/tiny_probe.py "${common[@]}" ${probes[$name]} \
+    --json-out "$OUT/$name.jsonl" > "$OUT/$name.log" 2>&1 &
+done
+wait
+for name in $(printf '%s\n' $names | sort); do
+  echo "== $name: ${probes[$name]}"
+  grep -E "time budget|^EVAL|Error|error" "$OUT/$name.log" | tail -6
+done
+[ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=memory.used --format=csv,noheader
