@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue 6 on a GPU: how far do the tiny model's weak tasks get with many more steps than the
-# 30-minute CPU recipe allows? Seven `scripts/tiny_probe.py` runs share one GPU, each for the same
-# wall-clock budget (its schedule is sized after 50 steps); every held-out evaluation is appended
-# to $OUT/<name>.jsonl, the log to $OUT/<name>.log. Run from the repository root:
+# 30-minute CPU recipe allows? The `scripts/tiny_probe.py` runs below share one GPU, each for
+# the same wall-clock budget (its schedule is sized after 50 steps); every held-out evaluation
+# is appended to $OUT/<name>.jsonl, the log to $OUT/<name>.log. Run from the repository root:
 #
 #   OUT=runs/gpu_probes BUDGET=420 scripts/gpu_probes.sh            (DEVICE=cpu for a smoke test)
 #
@@ -32,6 +32,9 @@ declare -A probes=(
   [short_vit_trained]="${short[*]}"
 )
 names=${PROBES:-${!probes[*]}}
+for name in $names; do
+  [ -n "${probes[$name]+set}" ] || { echo "unknown probe '$name'; known: ${!probes[*]}" >&2; exit 2; }
+done
 for name in $names; do
   # shellcheck disable=SC2086  # the probe's flags are meant to split
   timeout $((BUDGET + 90)) $PY scripts/tiny_probe.py "${common[@]}" ${probes[$name]} \

@@ -57,10 +57,10 @@ from oryx_mllm.processing.image import (
     resize,
 )
 from oryx_mllm.processing.options import ImageOptions, VideoOptions
+from oryx_mllm.processing.types import VisualInput
 
 if TYPE_CHECKING:
     import av
-from oryx_mllm.processing.types import VisualInput
 
 VideoLike = str | Path | bytes | bytearray | Sequence[ImageLike] | np.ndarray | torch.Tensor
 T = TypeVar("T")
