@@ -239,7 +239,10 @@ def main() -> None:
     p.add_argument("--eval-per-task", type=int, default=24)
     p.add_argument("--image-max-pixels", type=int, default=TINY_IMAGE["max_pixels"])
     p.add_argument(
-        "--video-pixels", type=int, default=TINY_VIDEO["max_pixels"], help="short-video frame area"
+        "--video-pixels",
+        type=int,
+        default=TINY_VIDEO["max_pixels"],
+        help="frame area of every video and multi-view view (long-video frames too)",
     )
     p.add_argument("--video-compression", type=int, default=2, help="short videos: 1, 2 or 4")
     p.add_argument("--llm-layers", type=int, default=4)
