@@ -364,6 +364,14 @@ def test_objects_session_answers_match_the_scene():
                 assert a == ("yes" if present else "no")
 
 
+def test_objects_color_can_be_limited_to_few_objects():
+    for i in range(20):
+        s = generate("objects/color", 0, i, n_max=2)
+        assert 1 <= len(s.meta["objects"]) <= 2
+        target = [o for o in s.meta["objects"] if o["shape"] == s.meta["shape"]]
+        assert len(target) == 1 and s.answer == target[0]["color"]
+
+
 def test_document_sessions_read_other_lines_and_keys():
     s = generate("documents/line_session", 0, 1)
     codes = s.meta["codes"]

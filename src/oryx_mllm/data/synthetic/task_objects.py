@@ -105,10 +105,10 @@ def _ask_color(rng: np.random.Generator, objects: list[dict]):
     return q, target["color"], {"shape": shape}
 
 
-def color(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
-    """Colour of the shape that occurs exactly once in the scene."""
+def color(rng: np.random.Generator, seed: int, index: int, n_max: int = 6) -> SyntheticSample:
+    """Colour of the shape that occurs exactly once in the scene (of 1 to ``n_max`` objects)."""
     while True:
-        img, objects = scene(rng)
+        img, objects = scene(rng, n_max=n_max)
         asked = _ask_color(rng, objects)
         if asked:
             q, answer, meta = asked
