@@ -32,6 +32,7 @@ from oryx_mllm.data.tokenizer import build_tokenizer
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.processing.chat import ensure_visual_token
 from oryx_mllm.train.config import DataSpec
+from oryx_mllm.train.trainer import batch_to_device
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
@@ -177,15 +178,10 @@ def build_model(
     return OryxForConditionalGeneration(cfg, language_model=llm, vision_tower=tower)
 
 
-def to_device(b: dict, device: torch.device) -> dict:
-    """A collated batch's tensors on ``device`` (the model moves visual inputs itself)."""
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
-
-
 def batch_loss(model, b: dict, bf16: bool) -> torch.Tensor:
     """The training loss of one collated micro-batch (bf16 autocast on the model's device type
     when ``bf16``)."""
-    b = to_device(b, model.device)
+    b = batch_to_device(b, model.device)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         return model(
             input_ids=b["input_ids"],
@@ -202,7 +198,7 @@ def evaluate(model, collate, examples) -> dict[str, float]:
     hits: dict[str, list[bool]] = {}
     for k in range(0, len(examples), 16):
         chunk = examples[k : k + 16]
-        b = to_device(collate([e for _, e in chunk])[0], model.device)
+        b = batch_to_device(collate([e for _, e in chunk])[0], model.device)
         logits = model(
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],

@@ -209,7 +209,8 @@ def _scheduler(optimizer, cfg: TrainConfig, total_steps: int):
     return get_scheduler(name[cfg.optim.schedule], optimizer, warmup, total_steps)
 
 
-def _to_device(batch: dict, device: torch.device) -> dict:
+def batch_to_device(batch: dict, device: torch.device) -> dict:
+    """A collated batch's tensors on ``device`` (the model moves visual inputs itself)."""
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
@@ -420,7 +421,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                             loss_sum += loss.detach().float()
                             n_tokens += row["input_ids"].numel()
                         continue
-                    mb = _to_device(mb, accelerator.device)
+                    mb = batch_to_device(mb, accelerator.device)
                     ctx = accelerator.no_sync(model) if not last else contextlib.nullcontext()
                     with ctx, accelerator.autocast():
                         out = model(
