@@ -14,6 +14,7 @@ BUDGET=${BUDGET:-420}
 DEVICE=${DEVICE:-cuda}
 PER_TASK=${PER_TASK:-48}
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
+[[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "BUDGET must be whole seconds, got '$BUDGET'" >&2; exit 2; }
 mkdir -p "$OUT"
 [ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 

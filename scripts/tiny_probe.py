@@ -29,7 +29,9 @@ from oryx_mllm.data.build import long_video_indices, long_video_span
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
 from oryx_mllm.data.tokenizer import build_tokenizer
+from oryx_mllm.errors import ConfigError
 from oryx_mllm.model import OryxForConditionalGeneration
+from oryx_mllm.pipeline import check_device
 from oryx_mllm.processing.chat import ensure_visual_token
 from oryx_mllm.train.config import DataSpec
 from oryx_mllm.train.trainer import batch_to_device
@@ -278,6 +280,16 @@ def main() -> None:
         p.error("--oracle-objects only has labels for objects tasks")
     if a.llm_heads < 2 or a.llm_heads % 2:
         p.error("--llm-heads must be even (KV heads are half of them)")
+    if a.time_budget is not None and a.time_budget <= 0:
+        p.error("--time-budget must be a positive number of seconds")
+    if a.num_workers < 0:
+        p.error("--num-workers must be >= 0")
+    if a.video_compression not in (1, 2, 4):
+        p.error("--video-compression must be 1, 2 or 4")
+    try:
+        check_device(a.device)
+    except ConfigError as e:
+        p.error(str(e))
     try:
         task_kwargs = json.loads(a.task_kwargs)
     except json.JSONDecodeError as e:
@@ -292,7 +304,10 @@ def main() -> None:
     video = {**TINY_VIDEO, "min_pixels": a.video_pixels, "max_pixels": a.video_pixels}
     compression = {**DataSpec().compression, "video": a.video_compression}
     data = DataSpec(max_length=4096, image=image, video=video, compression=compression)
-    transform = TrainTransform(tok, visual_id, data)
+    try:
+        transform = TrainTransform(tok, visual_id, data)
+    except ConfigError as e:
+        p.error(f"--image-max-pixels / --video-pixels: {e}")
     collate = MicroBatchCollator(tok.pad_token_id, 1)
 
     def example(task: str, seed: int, index: int, **kwargs):

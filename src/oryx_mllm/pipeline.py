@@ -32,7 +32,7 @@ from oryx_mllm.processing.types import VisualInput
 DEFAULT_MODEL_NAME = "oryx-tiny"
 
 
-def _check_device(device_map) -> None:
+def check_device(device_map) -> None:
     """A device string that names a GPU this machine lacks is a config error, not a deep
     torch assertion at the first ``.to()``."""
     if not isinstance(device_map, str) or device_map in ("auto", "cpu"):
@@ -112,7 +112,7 @@ class OryxPipeline:
         """Load a model folder (released or ours); ``None`` = the embedded default model."""
         from oryx_mllm.model import OryxForConditionalGeneration
 
-        _check_device(device_map)
+        check_device(device_map)
         folder = Path(path) if path is not None else default_model_path()
         if not (folder / "config.json").exists():
             hint = (
