@@ -325,7 +325,7 @@ def main() -> None:
             batch_size=a.batch_size,
             num_workers=a.num_workers,
             collate_fn=lambda b: collate(b)[0],
-            prefetch_factor=4,
+            prefetch_factor=4 if a.num_workers else None,
         )
 
     held_out = [
