@@ -150,9 +150,15 @@ def build_model(
     oracle: bool = False,
     llm_heads: int = 4,
     llm_hidden: int = 192,
+    position_init: str = "normal",
 ):
     vc = OryxViTConfig(
-        hidden_size=128, depth=vit_depth, num_heads=4, mlp_hidden_size=384, position_grid=24
+        hidden_size=128,
+        depth=vit_depth,
+        num_heads=4,
+        mlp_hidden_size=384,
+        position_grid=24,
+        position_init=position_init,
     )
     lc = AutoConfig.for_model(
         "qwen2",
@@ -254,6 +260,12 @@ def main() -> None:
     p.add_argument("--vit-depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
+    p.add_argument(
+        "--position-init",
+        choices=("normal", "sincos"),
+        default="normal",
+        help="OryxViT's position table at initialisation (ignored with --vit-init)",
+    )
     p.add_argument("--freeze-vit", action="store_true", help="keep the vision tower fixed")
     p.add_argument(
         "--unfreeze-vit-at", type=int, default=None, help="with --freeze-vit: train it from here"
@@ -340,6 +352,7 @@ def main() -> None:
         a.oracle_objects,
         llm_heads=a.llm_heads,
         llm_hidden=a.llm_hidden,
+        position_init=a.position_init,
     ).to(a.device)
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)

@@ -171,3 +171,42 @@ def test_torch_compile_matches_eager():
         eager = model(x[0], [12])
         compiled = torch.compile(model)(x[0], [12])  # inductor on CPU
     torch.testing.assert_close(compiled, eager)
+
+
+def test_sincos_position_table_encodes_column_and_row():
+    from oryx_mllm.vision.encoder import sincos_position_table
+
+    grid, dim = 6, 16
+    table = sincos_position_table(grid, dim, scale=0.5).reshape(grid, grid, dim)  # [row, col, C]
+    cols, rows = table[..., : dim // 2], table[..., dim // 2 :]
+    assert torch.equal(cols, cols[:1].expand_as(cols))  # column channels: same in every row
+    assert torch.equal(rows, rows[:, :1].expand_as(rows))  # row channels: same in every column
+    # the lowest frequency spans half a period across the grid: its cosine falls monotonically
+    lowest_cos = cols[0, :, dim // 4]
+    assert torch.all(lowest_cos[1:] < lowest_cos[:-1])
+    assert table.abs().max() <= 0.5
+    # every position is distinct
+    assert len({tuple(v.tolist()) for v in table.reshape(-1, dim)}) == grid * grid
+
+
+def test_sincos_position_init_fills_the_table():
+    from oryx_mllm.vision.encoder import SINCOS_SCALE, sincos_position_table
+
+    cfg = OryxViTConfig.tiny(position_init="sincos")
+    model = OryxViT(cfg)
+    expected = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
+    assert torch.equal(model.pos_embed.data[0], expected)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"position_init": "learned"}, "position_init"),
+        ({"position_init": "sincos", "hidden_size": 6, "num_heads": 2}, "divisible by 4"),
+    ],
+)
+def test_bad_position_init_is_a_config_error(overrides, match):
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        OryxViTConfig.tiny(**overrides)

@@ -10,6 +10,7 @@ from pathlib import Path
 from oryx_mllm.errors import ConfigError
 
 ACTIVATIONS = ("gelu", "gelu_pytorch_tanh")
+POSITION_INITS = ("normal", "sincos")
 
 
 @dataclass
@@ -33,6 +34,10 @@ class OryxViTConfig:
     attention_backend: str = "auto"  # see oryx_mllm.vision.attention.BACKENDS
     gradient_checkpointing: bool = False
     max_patches_per_image: int = 128 * 128
+    # How a model built from scratch fills its position table: "normal" (std 0.02, as SigLIP) or
+    # "sincos" (a fixed 2D sine-cosine table, so an untrained or frozen encoder's tokens carry
+    # their position; see encoder.sincos_position_table). Loaded weights replace either.
+    position_init: str = "normal"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_heads:
@@ -41,6 +46,12 @@ class OryxViTConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"hidden_act {self.hidden_act!r} not in {ACTIVATIONS}")
+        if self.position_init not in POSITION_INITS:
+            raise ConfigError(f"position_init {self.position_init!r} not in {POSITION_INITS}")
+        if self.position_init == "sincos" and self.hidden_size % 4:
+            raise ConfigError(
+                f"position_init 'sincos' needs hidden_size divisible by 4, got {self.hidden_size}"
+            )
         for name in ("depth", "patch_size", "position_grid", "max_patches_per_image"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

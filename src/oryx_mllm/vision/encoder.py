@@ -13,6 +13,7 @@ Parameter names equal the released ``oryx_vit.pth``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +25,34 @@ from torch.utils.checkpoint import checkpoint
 from oryx_mllm.errors import CheckpointError, InvalidInputError
 from oryx_mllm.vision.attention import resolve_backend, varlen_attention
 from oryx_mllm.vision.config import OryxViTConfig
+
+# Amplitude of the sine-cosine initialisation: about the size of the tiny encoder's patch
+# embeddings, so both what a patch shows and where it is stay linearly readable (measured for the
+# embedded default model, docs/default_model.md).
+SINCOS_SCALE = 0.5
+
+
+def sincos_position_table(grid: int, dim: int, scale: float = 1.0) -> torch.Tensor:
+    """A fixed 2D sine-cosine position table ``[grid * grid, dim]`` (row-major): the first half
+    of the channels encodes the column, the second half the row, each as sin/cos pairs whose
+    frequencies run geometrically from half a period across the grid to one radian per cell.
+
+    An initialisation for encoders trained from scratch (``OryxViTConfig.position_init``): a
+    random table at the usual std 0.02 is ~20x weaker than the patch embeddings, so an untrained
+    or frozen encoder's tokens say almost nothing about where they are. Values in
+    ``[-scale, scale]``.
+    """
+    if dim % 4:
+        raise ValueError(f"sincos position table needs dim divisible by 4, got {dim}")
+    n = dim // 4
+    exponent = torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
+    omega = (math.pi / grid) * float(grid / math.pi) ** exponent  # rad per cell: pi/grid .. 1
+    cells = torch.arange(grid, dtype=torch.float64) + 0.5
+    angle = cells[:, None] * omega[None]  # [grid, n]
+    axis = torch.cat([angle.sin(), angle.cos()], dim=1)  # [grid, 2n]
+    rows = axis[:, None, :].expand(grid, grid, 2 * n)
+    cols = axis[None, :, :].expand(grid, grid, 2 * n)
+    return (scale * torch.cat([cols, rows], dim=-1)).reshape(grid * grid, dim).float()
 
 
 class PatchEmbed(nn.Module):
@@ -86,7 +115,11 @@ class OryxViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.position_grid**2, cfg.hidden_size))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self._pos_cache: dict[tuple, torch.Tensor] = {}
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if cfg.position_init == "sincos":
+            table = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
+            self.pos_embed.data.copy_(table[None])
+        else:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         self.apply(self._init_weights)
 
     @staticmethod
