@@ -1,0 +1,179 @@
+"""Linear probes of what a model's visual tokens carry (docs/default_model.md, "What limits it").
+
+For the embedded tiny model (or any Oryx folder whose preprocessing fits the synthetic tasks), on
+held-out synthetic samples, with a logistic / linear regression fitted on 80% of the items and
+scored on the other 20%:
+
+- ``objects``: for every object of ``objects/color`` scenes, its shape, its colour and its centre
+  (x, y) from the OryxViT token under its centre; and every token's own (column, row) (R²);
+- ``short_videos``: for ``short_videos/appear_order`` frames, the colour of the object covering
+  each LLM visual token (after compressor and projector), or "none".
+
+    OMP_NUM_THREADS=1 python scripts/token_probe.py [--model PATH] [--position-init sincos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oryx_mllm.data.synthetic import generate
+from oryx_mllm.data.synthetic.common import COLOR_NAMES, COLORS, SHAPES
+from oryx_mllm.errors import OryxError
+from oryx_mllm.pipeline import OryxPipeline
+from oryx_mllm.processing.image import ImageOptions, preprocess_image
+from oryx_mllm.processing.video import VideoOptions, preprocess_video
+from oryx_mllm.vision.encoder import SINCOS_SCALE, sincos_position_table
+
+DEFAULT_MODEL = "src/oryx_mllm/assets/oryx-tiny"
+TEST_SEED = 2_000_000
+
+
+def fit(
+    x: torch.Tensor, y: torch.Tensor, regression: bool = False, train: float = 0.8, skip=None
+) -> float:
+    """Fit on the first ``train`` fraction, score on the rest: accuracy (classes ``y``; held-out
+    items of class ``skip`` not scored) or R² (targets ``y`` of shape ``[n, k]``). Features are
+    standardised on the training part; L2 1e-3."""
+    k = int(train * len(x))
+    mu, sd = x[:k].mean(0), x[:k].std(0) + 1e-5
+    x = (x - mu) / sd
+    outputs = y.shape[1] if regression else int(y.max()) + 1
+    w = torch.zeros(x.shape[1], outputs, requires_grad=True)
+    b = torch.zeros(outputs, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=300, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        out = x[:k] @ w + b
+        loss = F.mse_loss(out, y[:k]) if regression else F.cross_entropy(out, y[:k])
+        loss = loss + 1e-3 * (w**2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        out = x[k:] @ w + b
+        if regression:
+            return float(1 - ((out - y[k:]) ** 2).sum() / ((y[k:] - y[k:].mean(0)) ** 2).sum())
+        keep = y[k:] != skip if skip is not None else torch.ones_like(y[k:], dtype=torch.bool)
+        return float((out.argmax(1) == y[k:])[keep].float().mean())
+
+
+@torch.no_grad()
+def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
+    tower = model.vision_tower
+    feats, shape, colour, centre, tok, tok_xy = [], [], [], [], [], []
+    for i in range(n):
+        s = generate("objects/color", TEST_SEED, i)
+        v = preprocess_image(s.media, image_opt, compression=1)
+        f, ((h, w),) = tower.encode([v.frames[1]])  # the native-resolution view
+        width, height = s.media.size
+        for o in s.meta["objects"]:
+            c = min(int(o["x"] / width * w), w - 1)
+            r = min(int(o["y"] / height * h), h - 1)
+            feats.append(f[0][r * w + c].float())
+            shape.append(SHAPES.index(o["shape"]))
+            colour.append(COLOR_NAMES.index(o["color"]))
+            centre.append([o["x"] / width, o["y"] / height])
+        tok.append(f[0].float())
+        tok_xy += [[(k % w + 0.5) / w, (k // w + 0.5) / h] for k in range(h * w)]
+    x = torch.stack(feats)
+    every = torch.cat(tok)
+    pick = torch.randperm(len(every), generator=torch.Generator().manual_seed(0))[:6000]
+    return {
+        "objects": len(x),
+        "shape": fit(x, torch.tensor(shape)),
+        "colour": fit(x, torch.tensor(colour)),
+        "centre_xy_r2": fit(x, torch.tensor(centre), regression=True),
+        "token_xy_r2": fit(every[pick], torch.tensor(tok_xy)[pick], regression=True),
+    }
+
+
+@torch.no_grad()
+def probe_short_videos(model, video_opt: VideoOptions, n: int, compression: int = 2) -> dict:
+    """Per LLM token of ``appear_order`` frames: the colour covering >= 15% of its cell, or none
+    (cells covered by less are left out as ambiguous). Frame 0 is empty, so object pixels are
+    the pixels that differ from it."""
+    xs, ys = [], []
+    for i in range(n):
+        s = generate("short_videos/appear_order", TEST_SEED, i)
+        frames = list(s.media)
+        opt = dataclasses.replace(video_opt, max_frames=len(frames), long_max_frames=len(frames))
+        v = preprocess_video(frames, opt, compression=compression)
+        f, grids = model.vision_tower.encode(list(v.frames))
+        x, (h, w) = model.vision_resampler(torch.stack(f), grids[0], compression)
+        x = model.mm_projector.video(x, (h, w))  # [2 + T * (h * (w + 1) + 1), D]
+        per_frame = x[1:-1].reshape(len(frames), h * (w + 1) + 1, -1)[:, : h * (w + 1)]
+        tokens = per_frame.reshape(len(frames), h, w + 1, -1)[:, :, :w]  # drop row separators
+        side = s.meta["size"][0]
+        px = [np.asarray(fr, dtype=np.int16) for fr in frames]
+        for t in range(len(frames)):
+            mask = np.abs(px[t] - px[0]).sum(-1) > 30
+            for r in range(h):
+                for c in range(w):
+                    rows = slice(r * side // h, (r + 1) * side // h)
+                    cols = slice(c * side // w, (c + 1) * side // w)
+                    cover = mask[rows, cols].mean()
+                    if 0 < cover < 0.15:
+                        continue
+                    label = 0
+                    if cover:
+                        rgb = px[t][rows, cols][mask[rows, cols]].mean(0)
+                        dist = [np.abs(np.array(COLORS[k]) - rgb).sum() for k in COLOR_NAMES]
+                        label = 1 + int(np.argmin(dist))
+                    xs.append(tokens[t, r, c].float())
+                    ys.append(label)
+    x, y = torch.stack(xs), torch.tensor(ys)
+    return {
+        "tokens": len(ys),
+        "colour_or_none": fit(x, y),
+        "colour_on_object_tokens": fit(x, y, skip=0),
+        "none_rate": float((y == 0).float().mean()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=DEFAULT_MODEL, help="an Oryx model folder")
+    p.add_argument(
+        "--position-init",
+        choices=("model", "sincos"),
+        default="model",
+        help="sincos: replace the encoder's position table by the sine-cosine initialisation",
+    )
+    p.add_argument("--objects", type=int, default=400, help="objects/color scenes")
+    p.add_argument("--videos", type=int, default=300, help="short_videos/appear_order videos")
+    a = p.parse_args()
+    if a.objects < 10 or a.videos < 10:
+        p.error("--objects and --videos must be at least 10 (20% are held out for scoring)")
+    torch.manual_seed(0)
+    try:
+        pipe = OryxPipeline.from_pretrained(a.model)
+    except OryxError as e:
+        p.error(f"--model {a.model}: {e}")
+    model = pipe.model.eval()
+    # the model's own preprocessing (processor_config.json), as the pipeline applies it
+    image_opt = pipe.processor.image_options or ImageOptions()
+    video_opt = dataclasses.replace(
+        pipe.processor.video_options or VideoOptions(), long_video=False
+    )
+    if a.position_init == "sincos":
+        cfg = model.vision_tower.config
+        table = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
+        model.vision_tower.load_weights(
+            {**model.vision_tower.state_dict(), "pos_embed": table[None]}
+        )
+    print(
+        "objects (OryxViT token at each object's centre):",
+        probe_objects(model, image_opt, a.objects),
+    )
+    print("short videos (LLM tokens):", probe_short_videos(model, video_opt, a.videos))
+
+
+if __name__ == "__main__":
+    main()
