@@ -210,3 +210,12 @@ def test_bad_position_init_is_a_config_error(overrides, match):
 
     with pytest.raises(ConfigError, match=match):
         OryxViTConfig.tiny(**overrides)
+
+
+@pytest.mark.parametrize("grid, dim", [(0, 8), (4, 6), (4, 0)])
+def test_sincos_position_table_rejects_bad_sizes(grid, dim):
+    from oryx_mllm.errors import ConfigError
+    from oryx_mllm.vision.encoder import sincos_position_table
+
+    with pytest.raises(ConfigError, match="sincos position table"):
+        sincos_position_table(grid, dim)
