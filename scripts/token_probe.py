@@ -105,9 +105,8 @@ def probe_short_videos(model, video_opt: VideoOptions, n: int, compression: int 
         frames = list(s.media)
         opt = dataclasses.replace(video_opt, max_frames=len(frames), long_max_frames=len(frames))
         v = preprocess_video(frames, opt, compression=compression)
-        f, grids = model.vision_tower.encode(list(v.frames))
-        x, (h, w) = model.vision_resampler(torch.stack(f), grids[0], compression)
-        x = model.mm_projector.video(x, (h, w))  # [2 + T * (h * (w + 1) + 1), D]
+        h, w = v.grids()[0]  # the compressed grid of every frame
+        x = model.encode_visual([v])[0]  # [2 + T * (h * (w + 1) + 1), D]
         per_frame = x[1:-1].reshape(len(frames), h * (w + 1) + 1, -1)[:, : h * (w + 1)]
         tokens = per_frame.reshape(len(frames), h, w + 1, -1)[:, :, :w]  # drop row separators
         side = s.meta["size"][0]
