@@ -34,11 +34,11 @@ TEST_SEED = 2_000_000
 
 
 def fit(
-    x: torch.Tensor, y: torch.Tensor, regression: bool = False, train: float = 0.8, skip=None
-) -> float:
-    """Fit on the first ``train`` fraction, score on the rest: accuracy (classes ``y``; held-out
-    items of class ``skip`` not scored) or R² (targets ``y`` of shape ``[n, k]``). Features are
-    standardised on the training part; L2 1e-3."""
+    x: torch.Tensor, y: torch.Tensor, regression: bool = False, train: float = 0.8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit a logistic (classes ``y``) or linear (targets ``y`` of shape ``[n, k]``) regression on
+    the first ``train`` fraction; return its predictions for the rest (class ids or values) and
+    their targets. Features are standardised on the training part; L2 1e-3."""
     k = int(train * len(x))
     mu, sd = x[:k].mean(0), x[:k].std(0) + 1e-5
     x = (x - mu) / sd
@@ -58,10 +58,17 @@ def fit(
     opt.step(closure)
     with torch.no_grad():
         out = x[k:] @ w + b
-        if regression:
-            return float(1 - ((out - y[k:]) ** 2).sum() / ((y[k:] - y[k:].mean(0)) ** 2).sum())
-        keep = y[k:] != skip if skip is not None else torch.ones_like(y[k:], dtype=torch.bool)
-        return float((out.argmax(1) == y[k:])[keep].float().mean())
+    return (out if regression else out.argmax(1)), y[k:]
+
+
+def accuracy(pred: torch.Tensor, target: torch.Tensor, skip: int | None = None) -> float:
+    """Share of correct class ids, leaving out the items whose target is ``skip``."""
+    keep = target != skip if skip is not None else torch.ones_like(target, dtype=torch.bool)
+    return float((pred == target)[keep].float().mean())
+
+
+def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
+    return float(1 - ((pred - target) ** 2).sum() / ((target - target.mean(0)) ** 2).sum())
 
 
 @torch.no_grad()
@@ -87,10 +94,10 @@ def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
     pick = torch.randperm(len(every), generator=torch.Generator().manual_seed(0))[:6000]
     return {
         "objects": len(x),
-        "shape": fit(x, torch.tensor(shape)),
-        "colour": fit(x, torch.tensor(colour)),
-        "centre_xy_r2": fit(x, torch.tensor(centre), regression=True),
-        "token_xy_r2": fit(every[pick], torch.tensor(tok_xy)[pick], regression=True),
+        "shape": accuracy(*fit(x, torch.tensor(shape))),
+        "colour": accuracy(*fit(x, torch.tensor(colour))),
+        "centre_xy_r2": r2(*fit(x, torch.tensor(centre), regression=True)),
+        "token_xy_r2": r2(*fit(every[pick], torch.tensor(tok_xy)[pick], regression=True)),
     }
 
 
@@ -127,11 +134,12 @@ def probe_short_videos(model, video_opt: VideoOptions, n: int, compression: int 
                         label = 1 + int(np.argmin(dist))
                     xs.append(tokens[t, r, c].float())
                     ys.append(label)
-    x, y = torch.stack(xs), torch.tensor(ys)
+    y = torch.tensor(ys)
+    pred, target = fit(torch.stack(xs), y)  # one fit, scored on all tokens and on object tokens
     return {
         "tokens": len(ys),
-        "colour_or_none": fit(x, y),
-        "colour_on_object_tokens": fit(x, y, skip=0),
+        "colour_or_none": accuracy(pred, target),
+        "colour_on_object_tokens": accuracy(pred, target, skip=0),
         "none_rate": float((y == 0).float().mean()),
     }
 
