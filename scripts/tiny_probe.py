@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.config import OryxConfig
-from oryx_mllm.data.build import long_video_indices, long_video_span
+from oryx_mllm.data.build import has_marks, long_video_indices, long_video_span
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
 from oryx_mllm.data.tokenizer import build_tokenizer
@@ -33,6 +33,8 @@ from oryx_mllm.errors import ConfigError
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.pipeline import check_device
 from oryx_mllm.processing.chat import ensure_visual_token
+from oryx_mllm.processing.multiview import draw_correspondence_marks
+from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.config import DataSpec
 from oryx_mllm.train.trainer import batch_to_device
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
@@ -103,6 +105,14 @@ class OracleTower(OryxViT):
             grids.append(tuple(hist.shape[1:]))
             feats.append((hist.flatten(1).T @ self.label_embed).to(self.dtype))  # [h*w, C]
         return feats, grids
+
+
+def with_marks(s: SyntheticSample, style: MarkStyle) -> SyntheticSample:
+    """A multi-view sample with its coarse-correspondence marks drawn (other samples as they are)."""
+    if s.modality != "multiview":
+        return s
+    views = draw_correspondence_marks(s.media, points=s.meta["mark_points"], style=style)
+    return dataclasses.replace(s, media=views)
 
 
 def record(s: SyntheticSample, long_frames: int = 32) -> dict:
@@ -248,6 +258,20 @@ def main() -> None:
         default=TINY_VIDEO["max_pixels"],
         help="frame area of every video and multi-view view (long-video frames too)",
     )
+    p.add_argument(
+        "--view-pixels",
+        type=int,
+        default=None,
+        help="multi-view view area; default: --video-pixels",
+    )
+    p.add_argument(
+        "--marks",
+        type=float,
+        default=0.0,
+        help="share of training scenes drawn with coarse-correspondence marks (held-out "
+        "multi-view tasks are scored both without and with marks: task and task+marks)",
+    )
+    p.add_argument("--mark-radius-frac", type=float, default=MarkStyle.radius_frac)
     p.add_argument("--video-compression", type=int, default=2, help="short videos: 1, 2 or 4")
     p.add_argument("--llm-layers", type=int, default=4)
     p.add_argument("--llm-heads", type=int, default=4, help="query heads (KV heads: half)")
@@ -296,6 +320,8 @@ def main() -> None:
         p.error("--time-budget must be a positive number of seconds")
     if a.num_workers < 0:
         p.error("--num-workers must be >= 0")
+    if not 0.0 <= a.marks <= 1.0:
+        p.error("--marks must be a share between 0 and 1")
     if a.video_compression not in (1, 2, 4):
         p.error("--video-compression must be 1, 2 or 4")
     try:
@@ -315,16 +341,24 @@ def main() -> None:
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
     video = {**TINY_VIDEO, "min_pixels": a.video_pixels, "max_pixels": a.video_pixels}
     compression = {**DataSpec().compression, "video": a.video_compression}
-    data = DataSpec(max_length=4096, image=image, video=video, compression=compression)
+    view = {"min_pixels": a.view_pixels, "max_pixels": a.view_pixels} if a.view_pixels else {}
     try:
+        multiview = {"frame": view, "marks": {"radius_frac": a.mark_radius_frac}}
+        data = DataSpec(
+            max_length=4096, image=image, video=video, compression=compression, multiview=multiview
+        )
         transform = TrainTransform(tok, visual_id, data)
     except ConfigError as e:
-        p.error(f"--image-max-pixels / --video-pixels: {e}")
+        p.error(f"--image-max-pixels / --video-pixels / --view-pixels / --mark-radius-frac: {e}")
+    mark_style = transform.view_options.marks
     collate = MicroBatchCollator(tok.pad_token_id, 1)
 
-    def example(task: str, seed: int, index: int, **kwargs):
-        """One sample as a :class:`TrainTransform` example, with the probe's input variants."""
+    def example(task: str, seed: int, index: int, marks: bool | None = None, **kwargs):
+        """One sample as a :class:`TrainTransform` example, with the probe's input variants
+        (``marks``: draw them on a scene; ``None``: on the ``--marks`` share of scenes)."""
         s = probe_sample(task, seed, index, **kwargs)
+        if marks if marks is not None else has_marks(s.id, a.marks):
+            s = with_marks(s, mark_style)
         item = record(label_image(s) if a.oracle_objects else s)
         return transform(question_first(item) if a.question_first else item)
 
@@ -341,7 +375,15 @@ def main() -> None:
         )
 
     held_out = [
-        (t, example(t, TEST_SEED_MIN, i)) for i in range(a.eval_per_task) for t in eval_tasks
+        (t, example(t, TEST_SEED_MIN, i, marks=False))
+        for i in range(a.eval_per_task)
+        for t in eval_tasks
+    ]
+    held_out += [
+        (f"{t}+marks", example(t, TEST_SEED_MIN, i, marks=True))
+        for i in range(a.eval_per_task)
+        for t in eval_tasks
+        if t.startswith("multiview/")
     ]
 
     model = build_model(

@@ -82,3 +82,29 @@ def test_session_records_are_multi_turn(tmp_path):
         placeholders = [m["value"].count("<image>") + m["value"].count("<video>") for m in conv]
         assert placeholders[0] == 1 and sum(placeholders) == 1
         assert conv[1]["value"] == rec["answer"]
+
+
+def test_marks_are_drawn_in_the_given_style(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from oryx_mllm.data.build import marked_views
+    from oryx_mllm.data.synthetic import generate
+    from oryx_mllm.processing.options import MarkStyle
+
+    style = MarkStyle(radius_frac=0.12)
+    opt = BuildOptions(marks_fraction=1.0, mark_style=style)
+    path = build_split(tmp_path, {"multiview/count": 2}, split="train", seed=0, options=opt)
+    ds = OryxJsonDataset([str(path)], str(tmp_path))
+    for i in range(len(ds)):
+        item = ds[i]
+        task, seed, index = item["id"].rsplit(":", 2)
+        expected = marked_views(generate(task, int(seed), int(index)), style)
+        default = marked_views(generate(task, int(seed), int(index)))
+        stored = [np.asarray(Image.open(io.BytesIO(v)).convert("RGB")) for v in item["media"][0]]
+        assert len(stored) == len(expected)
+        for got, want, small in zip(stored, expected, default, strict=True):
+            assert np.array_equal(got, np.asarray(want))
+            assert not np.array_equal(got, np.asarray(small))  # larger discs than the default

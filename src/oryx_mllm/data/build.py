@@ -41,6 +41,8 @@ import numpy as np
 from PIL import Image
 
 from oryx_mllm.data.synthetic import SyntheticSample, check_seed, iter_tasks, split_seed
+from oryx_mllm.errors import ConfigError
+from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.patchfile import PatchFileWriter
 
 # Small document pages for the tiny model: native-resolution reading with ~11 px glyphs at a
@@ -54,6 +56,9 @@ class BuildOptions:
 
     long_frames: int = 32  # frames stored per long video (= what the model sees)
     marks_fraction: float = 0.5  # share of multi-view scenes drawn with correspondence marks
+    # how the marks are drawn: must be the trained model's ``data.multiview.marks`` (the style
+    # its processor then draws at inference)
+    mark_style: MarkStyle = field(default_factory=MarkStyle)
     task_kwargs: dict[str, dict] = field(default_factory=dict)  # per task/family generator kwargs
 
 
@@ -92,11 +97,11 @@ def has_marks(sample_id: str, fraction: float) -> bool:
     return bool(rng.random() < fraction)
 
 
-def marked_views(sample: SyntheticSample) -> list[Image.Image]:
+def marked_views(sample: SyntheticSample, style: MarkStyle | None = None) -> list[Image.Image]:
     """The scene's views with coarse-correspondence marks drawn on them."""
     from oryx_mllm.processing.multiview import draw_correspondence_marks
 
-    return draw_correspondence_marks(sample.media, points=sample.meta["mark_points"])
+    return draw_correspondence_marks(sample.media, points=sample.meta["mark_points"], style=style)
 
 
 def _conversation(sample: SyntheticSample) -> list[dict]:
@@ -188,7 +193,7 @@ def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: B
         extra["num_frames"] = len(sample.media)
     elif sample.modality == "multiview":
         marks = has_marks(sample.id, opt.marks_fraction)
-        views = marked_views(sample) if marks else sample.media
+        views = marked_views(sample, opt.mark_style) if marks else sample.media
         rec["views"] = [writers["views"].append([png_bytes(v) for v in views])]
         extra["marks"] = marks
     else:
@@ -229,9 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--counts", nargs="+", required=True, help="task_or_family=N ...")
     parser.add_argument("--long-frames", type=int, default=32)
     parser.add_argument("--marks-fraction", type=float, default=0.5)
+    parser.add_argument(
+        "--mark-radius-frac",
+        type=float,
+        default=MarkStyle.radius_frac,
+        help="mark disc radius as a share of a view's short side (the recipe's "
+        "data.multiview.marks.radius_frac)",
+    )
     parser.add_argument("--tokenizer", action="store_true", help="also write out_dir/tokenizer")
     args = parser.parse_args(argv)
-    opt = BuildOptions(long_frames=args.long_frames, marks_fraction=args.marks_fraction)
+    try:
+        style = MarkStyle(radius_frac=args.mark_radius_frac)
+    except ConfigError as e:
+        parser.error(f"--mark-radius-frac: {e}")
+    opt = BuildOptions(
+        long_frames=args.long_frames, marks_fraction=args.marks_fraction, mark_style=style
+    )
     path = build_split(
         args.out_dir,
         parse_counts(args.counts),

@@ -13,6 +13,7 @@ functions enforce this by using ``lcm(multiple, 16 * r)`` as the effective multi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,6 +166,12 @@ class MarkStyle:
     outline_width: int = 1
     draw_text: bool = True
 
+    def __post_init__(self) -> None:
+        _check_positive("marks.radius_frac", self.radius_frac)
+        _check_positive("marks.min_radius", self.min_radius)
+        if self.outline_width < 0:
+            raise ConfigError(f"marks.outline_width must be >= 0, got {self.outline_width!r}")
+
 
 @dataclass(frozen=True)
 class MultiViewOptions:
@@ -225,4 +232,7 @@ def multiview_options_from_dict(data: dict | None) -> MultiViewOptions | None:
     data = dict(data)
     frame = video_options_from_dict(data.pop("frame", None)) or VideoOptions()
     marks = _from_dict(MarkStyle, data.pop("marks", None)) or MarkStyle()
+    unknown = sorted(set(data) - {f.name for f in dataclasses.fields(MultiViewOptions)})
+    if unknown:
+        raise ConfigError(f"unknown MultiViewOptions keys: {unknown}")
     return MultiViewOptions(frame=frame, marks=marks, **data)

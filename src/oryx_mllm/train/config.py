@@ -79,6 +79,9 @@ class DataSpec:
     )
     image: dict[str, Any] = field(default_factory=dict)  # ImageOptions overrides
     video: dict[str, Any] = field(default_factory=dict)  # VideoOptions overrides
+    # MultiViewOptions overrides: ``frame`` (VideoOptions overrides on top of ``video``: the
+    # views' size), ``marks`` (MarkStyle: how coarse-correspondence marks are drawn), ``max_views``
+    multiview: dict[str, Any] = field(default_factory=dict)
     max_skip_attempts: int = 8
     # Sort samples of a modality by estimated length within mega-batches (less padding). With
     # short synthetic QA this clusters batches by question template, i.e. by task: small models
@@ -92,6 +95,21 @@ class DataSpec:
             raise ConfigError(f"data.packing must be true or false, got {self.packing!r}")
         if self.max_length < 1:
             raise ConfigError(f"data.max_length must be >= 1, got {self.max_length}")
+        self.multiview_options()  # fail at load time, naming the bad key
+
+    def multiview_options(self):
+        """The :class:`~oryx_mllm.processing.options.MultiViewOptions` of this data: views sized
+        like ``video`` frames unless ``multiview.frame`` says otherwise."""
+        from oryx_mllm.processing.options import multiview_options_from_dict
+
+        if not isinstance(self.multiview, dict):
+            raise ConfigError(f"data.multiview must be a mapping, got {self.multiview!r}")
+        mv = dict(self.multiview)
+        frame = {**self.video, **(mv.pop("frame", None) or {})}
+        try:
+            return multiview_options_from_dict({**mv, "frame": frame})
+        except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+            raise ConfigError(f"data.multiview: {e}") from e
 
 
 @dataclass

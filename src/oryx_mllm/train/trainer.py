@@ -519,16 +519,15 @@ def _save_final(model, tokenizer, final: Path) -> None:
 def _save_processor_config(cfg: TrainConfig, tokenizer, patch_size: int, final: Path) -> None:
     """``processor_config.json`` with the preprocessing options the model was trained with, so
     :class:`~oryx_mllm.pipeline.OryxPipeline` preprocesses like training did."""
-    from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
+    from oryx_mllm.processing.options import ImageOptions, VideoOptions
     from oryx_mllm.processing.processor import OryxProcessor
 
-    video = VideoOptions(**cfg.data.video)
     OryxProcessor(
         tokenizer,
         patch_size=patch_size,
         image_options=ImageOptions(**cfg.data.image),
-        video_options=video,
-        multiview_options=MultiViewOptions(frame=video),
+        video_options=VideoOptions(**cfg.data.video),
+        multiview_options=cfg.data.multiview_options(),
     ).save_pretrained(final)
 
 

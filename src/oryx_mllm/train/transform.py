@@ -19,7 +19,7 @@ from oryx_mllm.errors import ConfigError, ContextLengthError, DataError
 from oryx_mllm.processing.chat import IGNORE_INDEX, Encoded, collate, encode_conversation
 from oryx_mllm.processing.image import preprocess_image
 from oryx_mllm.processing.multiview import preprocess_views
-from oryx_mllm.processing.options import ImageOptions, MultiViewOptions, VideoOptions
+from oryx_mllm.processing.options import ImageOptions, VideoOptions
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import decode_frames_at, preprocess_video
 from oryx_mllm.train.config import DataSpec
@@ -51,7 +51,7 @@ class TrainTransform:
         self.image_options = ImageOptions(**data.image)
         self.video_options = VideoOptions(**{**data.video, "long_video": False})
         self.long_options = VideoOptions(**{**data.video, "long_video": True})
-        self.view_options = MultiViewOptions(frame=self.video_options)
+        self.view_options = data.multiview_options()
 
     def visual_inputs(self, item: dict) -> list[VisualInput]:
         modality, media = item["modality"], item["media"]
