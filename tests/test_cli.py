@@ -115,3 +115,47 @@ def test_pretrain_vision_with_bad_recipe_gives_clear_error(tmp_path):
     result = runner.invoke(app, ["pretrain-vision", str(recipe)])
     assert result.exit_code == 2
     assert "unknown dense picture kinds" in result.output
+
+
+def _scene_files(tmp_path, n: int = 2):
+    """``n`` 96x96 views of two boxes (ids 1 and 2) and their instance masks (PNG, mode L)."""
+    views, masks = [], []
+    for v in range(n):
+        img = np.full((96, 96, 3), 150, dtype=np.uint8)
+        mask = np.zeros((96, 96), dtype=np.uint8)
+        mask[10:40, 10 + 8 * v : 40 + 8 * v] = 1
+        mask[60:90, 50:80] = 2
+        img[mask > 0] = (200, 40, 40)
+        views.append(tmp_path / f"view{v}.png")
+        masks.append(tmp_path / f"mask{v}.png")
+        Image.fromarray(img).save(views[-1])
+        Image.fromarray(mask, "L").save(masks[-1])
+    return views, masks
+
+
+def test_ask_draws_marks_from_instance_masks(model_dir, tmp_path):
+    views, masks = _scene_files(tmp_path)
+    args = ["ask", "How many?", "--model", str(model_dir), "--max-new-tokens", "2"]
+    args += [a for v in views for a in ("--views", str(v))]
+    marked = runner.invoke(app, [*args, *(a for m in masks for a in ("--masks", str(m))), "--json"])
+    assert marked.exit_code == 0, marked.output
+    info = json.loads(marked.stdout.strip().splitlines()[-1])["inputs"][0]
+    assert (info["modality"], info["marked_objects"]) == ("multiview", 2)
+    plain = runner.invoke(app, [*args, "--json"])
+    assert json.loads(plain.stdout.strip().splitlines()[-1])["inputs"][0]["marked_objects"] is None
+    text = runner.invoke(app, [*args, "--masks", str(masks[0]), "--masks", str(masks[1])])
+    assert text.exit_code == 0 and "marks on 2 objects" in text.output
+
+
+def test_ask_with_masks_not_matching_the_views_gives_clear_error(model_dir, tmp_path):
+    views, masks = _scene_files(tmp_path)
+    base = ["ask", "How many?", "--model", str(model_dir)]
+    one_mask = runner.invoke(
+        app, [*base, "--views", str(views[0]), "--views", str(views[1]), "--masks", str(masks[0])]
+    )
+    assert one_mask.exit_code == 2 and "one instance mask per view" in one_mask.output
+    colour = runner.invoke(
+        app, [*base, "--views", str(views[0]), "--masks", str(views[1])]
+    )  # an RGB picture given as a mask
+    assert colour.exit_code == 2 and "single-channel" in colour.output
+    assert "Traceback" not in one_mask.output + colour.output

@@ -119,3 +119,10 @@ def test_a_missing_gpu_is_a_config_error(monkeypatch):
 def test_an_unknown_device_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown device 'tpu9'"):
         OryxPipeline.from_pretrained(device_map="tpu9")
+
+
+def test_marks_without_views_are_refused():
+    from oryx_mllm.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="give views"):
+        OryxPipeline.messages_for("How many?", image="x.png", marks=[[(1, 2, 1)]])

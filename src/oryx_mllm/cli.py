@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oryx_mllm.errors import OryxError
+from oryx_mllm.errors import InvalidInputError, OryxError
 
 app = typer.Typer(
     help="Oryx multimodal LLM: native-resolution images, videos and 3D scenes on demand.",
@@ -61,7 +61,8 @@ def _describe_input(info) -> str:
     if info.modality == "image":
         return f"{w}x{h} image -> {fw}x{fh}"
     kind = "views" if info.modality == "multiview" else "frames"
-    return f"{w}x{h}, {info.frames} {kind} at {fw}x{fh}"
+    marks = f", marks on {info.marked_objects} objects" if info.marked_objects is not None else ""
+    return f"{w}x{h}, {info.frames} {kind} at {fw}x{fh}{marks}"
 
 
 def _ratio(r: int) -> str:
@@ -154,6 +155,12 @@ def ask(
     image: list[Path] = typer.Option([], "--image", help="An image file (repeatable)."),
     video: Path | None = typer.Option(None, "--video", help="A video file or a folder of frames."),
     views: list[Path] = typer.Option([], "--views", help="Views of one 3D scene (repeatable)."),
+    masks: list[Path] = typer.Option(
+        [],
+        "--masks",
+        help="Instance masks of the views, one per --views in the same order (single-channel "
+        "PNG: 0 = background, k = object k): draws coarse-correspondence marks.",
+    ),
     compression: int | None = typer.Option(
         None, help="Pooling ratio per input: 1 (all tokens), 2 (2x2), 4 (4x4)."
     ),
@@ -176,11 +183,13 @@ def ask(
     import dataclasses
 
     try:
+        marks = _instance_masks(masks, views)
         pipe = _load_pipeline(model, vision_tower, dtype)
         kwargs = dict(
             image=list(image) or None,
             video=video,
             views=list(views) or None,
+            marks=marks,
             compression=compression,
             max_visual_tokens=max_visual_tokens,
             max_new_tokens=max_new_tokens,
@@ -203,6 +212,19 @@ def ask(
         f"[dim]{'; '.join(parts) or 'text only'} | prompt {answer.prompt_tokens} tokens | "
         f"{answer.completion_tokens} new tokens | {answer.latency_s:.2f}s[/]"
     )
+
+
+def _instance_masks(masks: list[Path], views: list[Path]):
+    """``--masks`` files -> per-view instance masks for the marks (None without ``--masks``)."""
+    if not masks:
+        return None
+    if len(masks) != len(views):
+        raise InvalidInputError(
+            f"--masks needs one instance mask per view: {len(views)} --views, {len(masks)} --masks"
+        )
+    from oryx_mllm.processing.multiview import load_instance_mask
+
+    return [load_instance_mask(m) for m in masks]
 
 
 def _ask_with_progress(pipe, question: str, kwargs: dict, max_new_tokens: int):

@@ -59,6 +59,8 @@ class InputInfo:
     frame_size: tuple[int, int]  # (height, width) as encoded
     compression: int
     visual_tokens: int
+    # multi-view scenes drawn with coarse-correspondence marks: how many distinct objects got one
+    marked_objects: int | None = None
 
 
 @dataclass
@@ -86,7 +88,15 @@ def _info(item: VisualInput, patch_size: int) -> InputInfo:
         frame_size=(int(f.shape[-2]), int(f.shape[-1])),
         compression=item.compression,
         visual_tokens=item.num_tokens(patch_size),
+        marked_objects=_marked_objects(item),
     )
+
+
+def _marked_objects(item: VisualInput) -> int | None:
+    locations = (item.meta or {}).get("mark_locations")
+    if locations is None:
+        return None
+    return len({k for view in locations for k in view})
 
 
 class OryxPipeline:
@@ -149,6 +159,10 @@ class OryxPipeline:
         """One user turn: the media parts first (as the released models were trained), then text."""
         if not isinstance(question, str) or not question.strip():
             raise InvalidInputError("the question must be a non-empty string")
+        if marks is not None and views is None:
+            raise InvalidInputError(
+                "marks (instance masks or points) are drawn on views: give views"
+            )
         parts: list[dict] = []
         images = image if isinstance(image, (list, tuple)) else ([] if image is None else [image])
         for im in images:

@@ -107,3 +107,35 @@ def test_bad_marks_are_typed():
         draw_correspondence_marks(views, points=[[(1, 2)]] * 3)
     with pytest.raises(InvalidInputError):
         preprocess_views([])
+
+
+@pytest.mark.parametrize("mode", ["L", "I;16", "P"])
+def test_instance_mask_files_load_as_ids(tmp_path, mode):
+    from oryx_mllm.processing.multiview import load_instance_mask
+
+    _, masks, _ = _scene(1)
+    im = Image.fromarray(masks[0].astype(np.uint8), "L")
+    if mode == "I;16":
+        im = Image.fromarray(masks[0].astype(np.uint16))
+    elif mode == "P":
+        im = im.convert("P")
+    path = tmp_path / "mask.png"
+    im.save(path)
+    got = load_instance_mask(path)
+    assert got.dtype == np.int32 and np.array_equal(got, masks[0])
+
+
+def test_bad_instance_mask_files_are_typed_and_named(tmp_path):
+    from oryx_mllm.errors import ImageDecodeError, ImageNotFoundError
+    from oryx_mllm.processing.multiview import load_instance_mask
+
+    rgb = tmp_path / "colour.png"
+    Image.new("RGB", (8, 8), (3, 3, 3)).save(rgb)
+    with pytest.raises(ImageDecodeError, match="colour.png.*single-channel"):
+        load_instance_mask(rgb)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    with pytest.raises(ImageDecodeError, match="broken.png"):
+        load_instance_mask(broken)
+    with pytest.raises(ImageNotFoundError, match="missing.png"):
+        load_instance_mask(tmp_path / "missing.png")

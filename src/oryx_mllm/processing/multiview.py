@@ -24,13 +24,22 @@ from __future__ import annotations
 import colorsys
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from oryx_mllm.errors import InvalidInputError
-from oryx_mllm.processing.image import ImageLike, load_image, normalize, resize
+from oryx_mllm.errors import ImageDecodeError, InvalidInputError
+from oryx_mllm.processing.image import (
+    ImageLike,
+    _check_pixels,
+    _describe,
+    _open_file,
+    load_image,
+    normalize,
+    resize,
+)
 from oryx_mllm.processing.options import ImageOptions, MarkStyle, MultiViewOptions
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import resize_video_frame
@@ -64,6 +73,35 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 # ----------------------------------------------------------------------------------------------
 # Where marks go
+
+
+# single-channel PIL modes whose pixel values are instance ids (P: palette indices)
+_MASK_MODES = ("1", "L", "P", "I", "I;16", "I;16B", "I;16L")
+
+
+def load_instance_mask(mask: str | Path | bytes, options: ImageOptions | None = None) -> np.ndarray:
+    """An instance-mask image file (PNG/TIFF, single channel: 0 = background, k = object k; 8 or
+    16 bit, or a palette image) -> ``[H, W]`` int32 array for :func:`draw_correspondence_marks`.
+
+    Raises :class:`ImageDecodeError` (missing, empty or corrupt file, or a colour image: ids must
+    be single-channel values) naming the file.
+    """
+    opt = options or ImageOptions()
+    source = _describe(mask)
+    try:
+        im = _open_file(mask, source)
+        _check_pixels(im.width, im.height, opt.max_input_pixels, source)
+        im.load()
+    except InvalidInputError:
+        raise
+    except Exception as e:  # PIL raises many types for bad data
+        raise ImageDecodeError(f"{source}: cannot decode instance mask ({e})") from e
+    if im.mode not in _MASK_MODES:
+        raise ImageDecodeError(
+            f"{source}: an instance mask must be a single-channel image of object ids "
+            f"(0 = background), got mode {im.mode}"
+        )
+    return np.asarray(im, dtype=np.int32)
 
 
 def mask_locations(mask: np.ndarray | torch.Tensor, min_area: int = 1) -> Locations:
