@@ -75,6 +75,33 @@ def test_multiview_scene(client):
     assert out.usage.visual_tokens > two.usage.visual_tokens > 0
 
 
+def _mask_png(shift: int = 0) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[5:25, 5 + shift : 25 + shift] = 1
+    mask[40:60, 40:60] = 2
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_multiview_marks_from_points_or_mask_urls(client):
+    views = [{"url": data_url(png_bytes(seed=i))} for i in range(2)]
+    points = [[[10, 10, 1], [50, 50, 2]], [[20, 12, 1]]]
+    masks = [data_url(_mask_png(s)) for s in (0, 8)]
+    q = {"type": "text", "text": "How many?"}
+    plain = ask(client, [{"type": "multiview", "views": views}, q])
+    by_points = ask(client, [{"type": "multiview", "views": views, "marks": points}, q])
+    by_masks = ask(client, [{"type": "multiview", "views": views, "marks": masks}, q])
+    assert (
+        plain.usage.visual_tokens == by_points.usage.visual_tokens == by_masks.usage.visual_tokens
+    )
+
+
 def test_compression_and_visual_token_budget(client):
     img = data_url(png_bytes(128, 128))
     full = ask(client, [image_part(img, compression=1), text("x")])
@@ -171,6 +198,16 @@ ERRORS = {
     "remote media disabled": (
         lambda c, s, tmp: ask(c, [image_part(s.url + "/a.png"), text("?")]),
         openai.PermissionDeniedError, 403, "remote_media_disabled",
+    ),
+    "marks not one per view": (
+        lambda c, s, tmp: ask(c, [{"type": "multiview", "views": [data_url(png_bytes())] * 2,
+                                   "marks": [[[1, 2, 1]]]}, text("?")]),
+        openai.BadRequestError, 400, "invalid_value",
+    ),
+    "colour image as instance mask": (
+        lambda c, s, tmp: ask(c, [{"type": "multiview", "views": [data_url(png_bytes())],
+                                   "marks": [data_url(png_bytes())]}, text("?")]),
+        openai.UnprocessableEntityError, 422, "invalid_image",
     ),
     "n > 1": (
         lambda c, s, tmp: ask(c, "hi", n=2),

@@ -209,3 +209,27 @@ def test_a_failing_decode_fails_only_its_request(make_server, pipe):
     assert [r.status_code for i, r in enumerate(responses) if i != 3] == [200] * 7
     assert server.engine.stats.requests == 7
     assert post(0).status_code == 200  # still serving
+
+
+def test_multiview_marks_are_drawn_from_points_and_masks(pipe):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[5:25, 5:25], mask[40:60, 40:60] = 1, 3
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, "PNG")
+    views = [data_url(png_bytes(64, 64, i)) for i in range(2)]
+    marks = [data_url(buf.getvalue(), "image/png"), [[30, 30, 7]]]
+    part = {"type": "multiview", "views": views, "marks": marks}
+    req = ChatCompletionRequest.model_validate(
+        {"model": MODEL, "messages": [{"role": "user", "content": [part]}]}
+    )
+    (item,) = prepare_messages(
+        req, pipe.processor, MediaResolver(ServeSettings()), 16
+    ).visual_inputs
+    locations = item.meta["mark_locations"]
+    assert [sorted(view) for view in locations] == [[1, 3], [7]]
+    assert locations[1][7] == (30.0, 30.0)

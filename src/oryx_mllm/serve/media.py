@@ -211,7 +211,25 @@ def _decode(
         data = resolver.fetch(part.video_url.url, f"{param}.video_url.url")
         return preprocess_video(data, video_opts, compression=r)
     views = [_fetch_view(resolver, v, f"{param}.views[{k}]") for k, v in enumerate(part.views)]
-    return processor.preprocess({"type": "multiview", "views": views, "compression": r})
+    marks = None
+    if part.marks is not None:
+        marks = [_fetch_marks(resolver, m, f"{param}.marks[{k}]") for k, m in enumerate(part.marks)]
+    return processor.preprocess(
+        {"type": "multiview", "views": views, "marks": marks, "compression": r}
+    )
+
+
+def _fetch_marks(resolver: MediaResolver, marks, param: str):
+    """One view's marks: its points as given, or its instance mask fetched and decoded."""
+    if not isinstance(marks, MediaURL):
+        return marks
+    from oryx_mllm.processing.multiview import load_instance_mask
+
+    data = resolver.fetch(marks.url, param)
+    try:
+        return load_instance_mask(data)
+    except OryxError as exc:
+        raise from_oryx_error(exc, param=param) from exc
 
 
 def _fetch_view(resolver: MediaResolver, view: MediaURL, param: str) -> MediaData:

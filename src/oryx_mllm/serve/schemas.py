@@ -5,7 +5,12 @@ Content parts (OpenAI's, plus Oryx's multi-view list)::
     {"type": "text", "text": "..."}
     {"type": "image_url", "image_url": {"url": "data:image/png;base64,..." | "file:///..."}}
     {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,..." | "/media/clip.mp4"}}
-    {"type": "multiview", "views": [{"url": ...}, "data:image/jpeg;base64,...", ...]}
+    {"type": "multiview", "views": [{"url": ...}, "data:image/jpeg;base64,...", ...],
+     "marks": [[[x, y, object_id], ...], {"url": <instance-mask PNG>}, ...]}   # optional
+
+``marks`` (optional, one entry per view) draws coarse-correspondence marks: per view either a
+list of ``[x, y, object_id]`` points in that view's pixels, or the URL of a single-channel
+instance mask (0 = background, k = object k).
 
 Every media part may carry ``"compression": r`` (1, 2, 4 ...: the dynamic compressor's pooling
 ratio for that input). Request-level extras (pass them with ``extra_body=`` in the ``openai``
@@ -20,7 +25,7 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -65,8 +70,10 @@ class MultiViewPart(_Model):
     type: Literal["multiview"]
     views: list[MediaURL] = Field(min_length=1)
     compression: int | None = Field(None, ge=1, le=64)
+    # per view: [[x, y, object_id], ...] points, or an instance mask's URL
+    marks: list[list[tuple[float, float, int]] | MediaURL] | None = None
 
-    @field_validator("views", mode="before")
+    @field_validator("views", "marks", mode="before")
     @classmethod
     def _view_urls(cls, v: object) -> object:
         if not isinstance(v, list):
@@ -80,6 +87,14 @@ class MultiViewPart(_Model):
                 item = {"url": inner} if isinstance(inner, str) else inner
             out.append(item)
         return out
+
+    @model_validator(mode="after")
+    def _one_mark_entry_per_view(self) -> MultiViewPart:
+        if self.marks is not None and len(self.marks) != len(self.views):
+            raise ValueError(
+                f"marks needs one entry per view: {len(self.views)} views, {len(self.marks)} marks"
+            )
+        return self
 
 
 ContentPart = Annotated[
