@@ -2,8 +2,9 @@
 
 One file per modality the demo shows, drawn from the synthetic curriculum's *held-out* seeds (so
 the embedded model has never seen them): a document page, a photo-like object scene, a short
-video, a 1,000-frame long video with one needle, and a multi-view scene with coarse-correspondence
-marks. ``examples.json`` lists each with its question and the expected answer.
+video, a 1,000-frame long video with one needle, and a multi-view scene with its instance masks
+(the demo draws coarse-correspondence marks from them). ``examples.json`` lists each with its
+question and the expected answer.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from oryx_mllm.data.synthetic import generate, split_seed
-from oryx_mllm.processing.multiview import draw_correspondence_marks
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "oryx_mllm" / "assets" / "examples"
 SEED = split_seed("test", 7)
@@ -93,16 +94,20 @@ def main() -> None:
         }
     )
 
+    # the scene's views as rendered, plus each view's instance mask: the demo passes the masks
+    # and the model's processor draws the coarse-correspondence marks in its own style
     scene = generate("multiview/count", SEED, 4)
-    marked = draw_correspondence_marks(scene.media, points=scene.meta["mark_points"])
-    names = []
-    for i, view in enumerate(marked):
+    names, masks = [], []
+    for i, (view, mask) in enumerate(zip(scene.media, scene.meta["masks"], strict=True)):
         names.append(f"scene_view{i}.png")
+        masks.append(f"scene_mask{i}.png")
         view.save(OUT / names[-1], optimize=True)
+        Image.fromarray(np.asarray(mask, dtype=np.uint8), "L").save(OUT / masks[-1], optimize=True)
     manifest.append(
         {
             "name": "multi-view scene",
             "views": names,
+            "masks": masks,
             "question": strip_placeholder(scene.question),
             "expected": scene.answer,
         }

@@ -89,6 +89,9 @@ def test_bundled_examples_cover_every_modality():
                 assert ex[key].exists()
         for view in ex.get("views", []):
             assert view.exists()
+    (scene,) = [ex for ex in examples if "views" in ex]
+    assert len(scene["masks"]) == len(scene["views"])  # the demo draws the marks from these
+    assert all(m.exists() for m in scene["masks"])
 
 
 def test_demo_runs_on_a_model_folder(model_dir, monkeypatch):
@@ -101,6 +104,7 @@ def test_demo_runs_on_a_model_folder(model_dir, monkeypatch):
     assert result.exit_code == 0, result.output
     for name in ("document", "photo", "short video", "long video", "multi-view scene"):
         assert name in result.output
+    assert "marks on 5 objects" in result.output  # the scene's masks were drawn as marks
 
 
 def test_serve_with_unknown_dtype_fails_before_serving(model_dir):

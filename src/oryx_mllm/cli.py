@@ -32,8 +32,9 @@ def example_manifest() -> list[dict]:
         for key in ("image", "video"):
             if key in item:
                 item[key] = root / item[key]
-        if "views" in item:
-            item["views"] = [root / v for v in item["views"]]
+        for key in ("views", "masks"):
+            if key in item:
+                item[key] = [root / v for v in item[key]]
     return items
 
 
@@ -131,6 +132,8 @@ def demo(
         examples = example_manifest()
         for ex in examples:
             media = {k: ex[k] for k in ("image", "video", "views") if k in ex}
+            if "masks" in ex:
+                media["marks"] = _instance_masks(ex["masks"], ex["views"])
             answer = pipe.ask(ex["question"], max_new_tokens=16, **media)
             info = answer.inputs[0]
             table.add_row(
