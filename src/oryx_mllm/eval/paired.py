@@ -1,0 +1,104 @@
+"""Compare two evaluations of the same samples (e.g. multi-view counting with and without
+coarse-correspondence marks): per-sample agreement and an exact McNemar test.
+
+Two reports of :mod:`oryx_mllm.eval.synthetic` on the same seed and tasks score the *same*
+samples under two conditions, so the fair test of "A is better than B" looks only at the samples
+where they disagree: ``a_only`` (A right, B wrong) against ``b_only``. Under "no difference" each
+disagreement is a fair coin, and the exact two-sided McNemar p-value is the binomial tail.
+
+    python -m oryx_mllm.eval.paired runs/tiny/eval/marks.json runs/tiny/eval/no_marks.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from oryx_mllm.errors import DataError
+
+
+@dataclass
+class PairedComparison:
+    n: int  # samples scored in both reports
+    accuracy_a: float
+    accuracy_b: float
+    both: int  # right in both
+    a_only: int  # right in A, wrong in B
+    b_only: int
+    neither: int
+    p_value: float  # exact two-sided McNemar test on (a_only, b_only)
+
+
+def mcnemar_exact_p(a_only: int, b_only: int) -> float:
+    """Two-sided exact McNemar p-value: P(a binomial(a_only + b_only, 1/2) is at least as far
+    from its mean as the observed split). 1.0 when there is no disagreement."""
+    if a_only < 0 or b_only < 0:
+        raise ValueError("counts must be >= 0")
+    n, k = a_only + b_only, min(a_only, b_only)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def compare(a: dict, b: dict) -> PairedComparison:
+    """Paired comparison of two reports (``{"samples": [{"id", "correct"}, ...]}``) on the
+    samples they share. Raises :class:`DataError` if they share none."""
+    right_b = {s["id"]: bool(s["correct"]) for s in b["samples"]}
+    pairs = [(bool(s["correct"]), right_b[s["id"]]) for s in a["samples"] if s["id"] in right_b]
+    if not pairs:
+        raise DataError("the two reports share no sample ids (same --tasks and seed?)")
+    both = sum(x and y for x, y in pairs)
+    a_only = sum(x and not y for x, y in pairs)
+    b_only = sum(y and not x for x, y in pairs)
+    n = len(pairs)
+    return PairedComparison(
+        n=n,
+        accuracy_a=(both + a_only) / n,
+        accuracy_b=(both + b_only) / n,
+        both=both,
+        a_only=a_only,
+        b_only=b_only,
+        neither=n - both - a_only - b_only,
+        p_value=mcnemar_exact_p(a_only, b_only),
+    )
+
+
+def _load(path: str) -> dict:
+    try:
+        report = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise DataError(f"{path}: no such report") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a JSON report ({e})") from e
+    if not isinstance(report, dict) or not isinstance(report.get("samples"), list):
+        raise DataError(f"{path}: no per-sample results (write it with eval.synthetic)")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m oryx_mllm.eval.paired", description=__doc__)
+    p.add_argument("a", help="report A (eval.synthetic's JSON)")
+    p.add_argument("b", help="report B, same samples")
+    args = p.parse_args(argv)
+    try:
+        result = compare(_load(args.a), _load(args.b))
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(asdict(result)))
+    print(
+        f"A {result.accuracy_a:.1%} vs B {result.accuracy_b:.1%} on {result.n} paired samples: "
+        f"A only {result.a_only}, B only {result.b_only}, both {result.both}, neither "
+        f"{result.neither}; exact McNemar p = {result.p_value:.2g}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Paired comparison of two evaluations (oryx_mllm.eval.paired)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from fractions import Fraction
+
+import pytest
+
+from oryx_mllm.errors import DataError
+from oryx_mllm.eval.paired import compare, main, mcnemar_exact_p
+
+
+def _brute_force_p(a_only: int, b_only: int) -> float:
+    """Enumerate every sign pattern of the disagreements: the share at least as unbalanced."""
+    n = a_only + b_only
+    observed = abs(a_only - b_only)
+    hits = sum(abs(2 * sum(bits) - n) >= observed for bits in itertools.product((0, 1), repeat=n))
+    return float(Fraction(hits, 2**n))
+
+
+@pytest.mark.parametrize(("a_only", "b_only"), [(0, 0), (3, 0), (5, 5), (9, 2), (1, 12), (4, 6)])
+def test_mcnemar_p_equals_enumeration(a_only, b_only):
+    assert mcnemar_exact_p(a_only, b_only) == pytest.approx(_brute_force_p(a_only, b_only))
+
+
+def test_mcnemar_known_value():
+    # 22 vs 4 disagreements: 2 * P(Binomial(26, 1/2) <= 4) = 2 * 17902 / 2**26
+    assert mcnemar_exact_p(22, 4) == pytest.approx(2 * 17902 / 2**26)
+
+
+def _report(correct: dict[str, bool]) -> dict:
+    return {"samples": [{"id": k, "correct": v} for k, v in correct.items()]}
+
+
+def test_compare_counts_only_shared_samples():
+    a = _report({"s:0": True, "s:1": True, "s:2": False, "s:3": True, "only_a": True})
+    b = _report({"s:0": True, "s:1": False, "s:2": False, "s:3": False, "only_b": False})
+    r = compare(a, b)
+    assert (r.n, r.both, r.a_only, r.b_only, r.neither) == (4, 1, 2, 0, 1)
+    assert (r.accuracy_a, r.accuracy_b) == (0.75, 0.25)
+    assert r.p_value == 0.5  # 2 of 2 disagreements: 2 * 1/4
+    with pytest.raises(DataError, match="share no sample"):
+        compare(a, _report({"x": True}))
+
+
+def test_cli_reads_reports_and_names_bad_files(tmp_path, capsys):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_report({"s:0": True, "s:1": True})))
+    b.write_text(json.dumps(_report({"s:0": False, "s:1": True})))
+    assert main([str(a), str(b)]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["a_only"] == 1
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main([str(tmp_path / "bad.json"), str(b)]) == 2
+    assert main([str(tmp_path / "missing.json"), str(b)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json: not a JSON report" in err and "missing.json: no such report" in err
