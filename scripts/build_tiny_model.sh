@@ -15,7 +15,9 @@ rm -rf "$DATA" "$OUT"
 #   scratch on the full mix learns the text prior and never starts reading its visual tokens;
 #   one easy visual question first makes it read them (docs/default_model.md, "Curriculum").
 # - video: all long-video needle questions (colour, shape, digit).
-# - joint: everything else plus long videos. Half the scenes are drawn with correspondence marks.
+# - joint: everything else plus long videos. Half the scenes are drawn with correspondence marks,
+#   discs of 12% of a view's short side: the recipe's data.multiview.marks (the tiny model sees
+#   64² views; the default 4% marks are 3-5 px there).
 #   Documents are left out: in earlier runs they were never learned and cost half the compute.
 $PY -m oryx_mllm.data.build "$DATA" --split train --seed 0 --name ignite --tokenizer \
   --long-frames 32 --counts long_videos/color=5000 &
@@ -24,7 +26,7 @@ $PY -m oryx_mllm.data.build "$DATA" --split train --seed 1 --name video \
   --long-frames 32 --counts long_videos=6500 &
 pids+=($!)
 $PY -m oryx_mllm.data.build "$DATA" --split train --seed 2 --name joint --marks-fraction 0.5 \
-  --long-frames 32 \
+  --mark-radius-frac 0.12 --long-frames 32 \
   --counts objects/qa_session=4000 objects=1000 short_videos=8000 long_videos=4000 \
   multiview/scene_session=3000 multiview_scenes=1000 &
 pids+=($!)
@@ -43,6 +45,9 @@ $PY -m oryx_mllm.eval.synthetic "$OUT/final" --out runs/tiny/eval --name marks -
   --tasks multiview/count --marks
 $PY -m oryx_mllm.eval.synthetic "$OUT/final" --out runs/tiny/eval --name no_marks --per-task 100 \
   --tasks multiview/count
+# the same 100 scenes with and without marks: paired counts and an exact McNemar test
+$PY -m oryx_mllm.eval.paired runs/tiny/eval/marks.json runs/tiny/eval/no_marks.json \
+  | tee runs/tiny/eval/marks_vs_no_marks.txt
 
 if [[ "${1:-}" != "--no-install" ]]; then
   rm -rf "$ASSET"
