@@ -43,6 +43,8 @@ def test_compare_counts_only_shared_samples():
     assert r.p_value == 0.5  # 2 of 2 disagreements: 2 * 1/4
     with pytest.raises(DataError, match="share no sample"):
         compare(a, _report({"x": True}))
+    with pytest.raises(DataError, match="without 'id' and 'correct'"):
+        compare(a, {"samples": [{"id": "s:0"}]})
 
 
 def test_cli_reads_reports_and_names_bad_files(tmp_path, capsys):

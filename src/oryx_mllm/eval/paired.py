@@ -49,8 +49,12 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
 def compare(a: dict, b: dict) -> PairedComparison:
     """Paired comparison of two reports (``{"samples": [{"id", "correct"}, ...]}``) on the
     samples they share. Raises :class:`DataError` if they share none."""
-    right_b = {s["id"]: bool(s["correct"]) for s in b["samples"]}
-    pairs = [(bool(s["correct"]), right_b[s["id"]]) for s in a["samples"] if s["id"] in right_b]
+    try:
+        right_b = {s["id"]: bool(s["correct"]) for s in b["samples"]}
+        right_a = [(s["id"], bool(s["correct"])) for s in a["samples"]]
+    except (KeyError, TypeError) as e:
+        raise DataError(f"a sample result without 'id' and 'correct' ({e!r})") from e
+    pairs = [(ok, right_b[sid]) for sid, ok in right_a if sid in right_b]
     if not pairs:
         raise DataError("the two reports share no sample ids (same --tasks and seed?)")
     both = sum(x and y for x, y in pairs)
