@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.config import OryxConfig
-from oryx_mllm.data.build import has_marks, long_video_indices, long_video_span
+from oryx_mllm.data.build import has_marks, long_video_indices, long_video_span, marked_views
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
 from oryx_mllm.data.tokenizer import build_tokenizer
@@ -33,7 +33,6 @@ from oryx_mllm.errors import ConfigError
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.pipeline import check_device
 from oryx_mllm.processing.chat import ensure_visual_token
-from oryx_mllm.processing.multiview import draw_correspondence_marks
 from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.config import DataSpec
 from oryx_mllm.train.trainer import batch_to_device
@@ -111,8 +110,7 @@ def with_marks(s: SyntheticSample, style: MarkStyle) -> SyntheticSample:
     """A multi-view sample with its coarse-correspondence marks drawn (other samples as they are)."""
     if s.modality != "multiview":
         return s
-    views = draw_correspondence_marks(s.media, points=s.meta["mark_points"], style=style)
-    return dataclasses.replace(s, media=views)
+    return dataclasses.replace(s, media=marked_views(s, style))
 
 
 def record(s: SyntheticSample, long_frames: int = 32) -> dict:

@@ -48,6 +48,16 @@ def png_bytes(w: int = 64, h: int = 64, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def mask_png(shift: int = 0, second_id: int = 2) -> bytes:
+    """A 64x64 instance mask (mode L): object 1 (moved right by ``shift``) and ``second_id``."""
+    mask = np.zeros((64, 64), dtype=np.uint8)
+    mask[5:25, 5 + shift : 25 + shift] = 1
+    mask[40:60, 40:60] = second_id
+    buf = io.BytesIO()
+    Image.fromarray(mask, "L").save(buf, "PNG")
+    return buf.getvalue()
+
+
 def mp4_bytes(frames: int = 4, size: int = 64, fps: int = 2) -> bytes:
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as c:

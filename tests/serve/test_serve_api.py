@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from serve_helpers import MODEL, client_for, data_url, mp4_bytes, png_bytes
+from serve_helpers import MODEL, client_for, data_url, mask_png, mp4_bytes, png_bytes
 
 
 @pytest.fixture
@@ -75,24 +75,10 @@ def test_multiview_scene(client):
     assert out.usage.visual_tokens > two.usage.visual_tokens > 0
 
 
-def _mask_png(shift: int = 0) -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    mask = np.zeros((64, 64), dtype=np.uint8)
-    mask[5:25, 5 + shift : 25 + shift] = 1
-    mask[40:60, 40:60] = 2
-    buf = io.BytesIO()
-    Image.fromarray(mask, "L").save(buf, "PNG")
-    return buf.getvalue()
-
-
 def test_multiview_marks_from_points_or_mask_urls(client):
     views = [{"url": data_url(png_bytes(seed=i))} for i in range(2)]
     points = [[[10, 10, 1], [50, 50, 2]], [[20, 12, 1]]]
-    masks = [data_url(_mask_png(s)) for s in (0, 8)]
+    masks = [data_url(mask_png(s)) for s in (0, 8)]
     q = {"type": "text", "text": "How many?"}
     plain = ask(client, [{"type": "multiview", "views": views}, q])
     by_points = ask(client, [{"type": "multiview", "views": views, "marks": points}, q])

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import torch
-from serve_helpers import MODEL, client_for, data_url, png_bytes
+from serve_helpers import MODEL, client_for, data_url, mask_png, png_bytes
 
 from oryx_mllm.pipeline import Answer
 from oryx_mllm.serve import ServeSettings
@@ -212,17 +212,8 @@ def test_a_failing_decode_fails_only_its_request(make_server, pipe):
 
 
 def test_multiview_marks_are_drawn_from_points_and_masks(pipe):
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    mask = np.zeros((64, 64), dtype=np.uint8)
-    mask[5:25, 5:25], mask[40:60, 40:60] = 1, 3
-    buf = io.BytesIO()
-    Image.fromarray(mask, "L").save(buf, "PNG")
     views = [data_url(png_bytes(64, 64, i)) for i in range(2)]
-    marks = [data_url(buf.getvalue(), "image/png"), [[30, 30, 7]]]
+    marks = [data_url(mask_png(second_id=3), "image/png"), [[30, 30, 7]]]
     part = {"type": "multiview", "views": views, "marks": marks}
     req = ChatCompletionRequest.model_validate(
         {"model": MODEL, "messages": [{"role": "user", "content": [part]}]}
