@@ -16,6 +16,7 @@ from __future__ import annotations
 import pytest
 
 from oryx_mllm.data.synthetic import generate
+from oryx_mllm.data.tokenizer import build_tokenizer, load_tokenizer
 from oryx_mllm.eval.synthetic import SyntheticEvalOptions, _media_kwargs, make_samples
 from oryx_mllm.pipeline import OryxPipeline, default_model_path
 
@@ -51,6 +52,14 @@ def test_weights_are_small_and_complete():
     assert weights.stat().st_size <= 25 * 1024 * 1024
     for name in ("config.json", "processor_config.json", "tokenizer.json"):
         assert (folder / name).exists(), name
+
+
+def test_recipe_rebuilds_the_committed_tokenizer():
+    """`data.build` trains the tokenizer from the curriculum; adding a synthetic task must not
+    change it, or the recipe would no longer reproduce the committed model."""
+    committed = load_tokenizer(str(default_model_path()))
+    rebuilt = build_tokenizer()
+    assert rebuilt.backend_tokenizer.to_str() == committed.backend_tokenizer.to_str()
 
 
 def test_default_model_loads_with_its_small_preprocessing(pipe):

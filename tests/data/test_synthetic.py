@@ -403,6 +403,45 @@ def test_scene_session_counts_and_relations():
                 assert a == by_name[nearer]["color"]
 
 
+def test_video_session_answers_match_the_frames():
+    """Every follow-up of a short-video session checked against the drawn frames."""
+
+    def centre(frame, colour):
+        ys, xs = np.nonzero(color_mask(frame, colour))
+        return xs.mean(), ys.mean()
+
+    kinds = set()
+    for i in range(24):
+        s = generate("short_videos/video_session", 0, i)
+        kinds.add(s.meta["asked_task"])
+        m, side, frames = s.meta, s.meta["size"][0], s.media
+        for q, a in _turns(s):
+            q = q.removeprefix("<video>\n")
+            if "half?" in q:  # direction: where the mover is in the first / last frame
+                x, y = centre(frames[0 if "first frame" in q else -1], m["mover"]["color"])
+                v, low = (x, "left") if "left or right" in q else (y, "top")
+                assert (a == low) == (v < side / 2)
+            elif q.startswith("List the colours"):
+                onset = {
+                    c: next(t for t, f in enumerate(frames) if color_mask(f, c).any())
+                    for c in m["colors"]
+                }
+                assert a.split(", ") == sorted(onset, key=onset.get)
+            elif q.startswith("Is the"):  # count_appear: visible in the first / last frame?
+                f = frames[0 if "first frame" in q else -1]
+                assert (a == "yes") == bool(color_mask(f, m["target"]["color"]).any())
+            elif q.startswith("In how many frames"):
+                assert a == str(sum(color_mask(f, m["target"]["color"]).any() for f in frames))
+            elif q.startswith("Which colours does the"):  # what_when: the main shape's colours
+                seen = a.split(", ")
+                assert all(x != y for x, y in zip(seen, seen[1:], strict=False))
+                assert color_mask(frames[0], seen[0]).any()
+                assert color_mask(frames[-1], seen[-1]).any()
+            elif q.endswith(("in the first frame?", "in the last frame?")):
+                assert color_mask(frames[0 if "first" in q else -1], a).any()
+    assert kinds == set(FAMILIES["short_videos"])
+
+
 def test_session_turns_must_be_positive():
     with pytest.raises(ValueError, match="turns >= 1"):
         generate("objects/qa_session", 0, 0, turns=0, describe=False)

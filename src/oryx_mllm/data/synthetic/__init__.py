@@ -13,8 +13,8 @@ multiview_scenes   multiview (2-6 views)       cross-view counting and spatial r
 =================  ==========================  ===============================================
 
 Training-only multi-turn tasks (``TRAIN_TASKS``, in no family): ``objects/qa_session``,
-``documents/line_session``, ``documents/key_session`` and ``multiview/scene_session`` ask several
-questions about ONE image / scene (``SyntheticSample.turns``), so its visual tokens are computed
+``documents/line_session``, ``documents/key_session``, ``multiview/scene_session`` and
+``short_videos/video_session`` ask several questions about ONE image / scene / video (``SyntheticSample.turns``), so its visual tokens are computed
 once and supervised many times, which made the embedded tiny model learn faster on a CPU budget
 (docs/default_model.md).
 
@@ -66,6 +66,7 @@ TRAIN_TASKS: dict[str, TaskFn] = {
     **_documents.TRAIN_TASKS,
     **_objects.TRAIN_TASKS,
     **_multiview.TRAIN_TASKS,
+    **_videos.TRAIN_TASKS,
 }
 TASKS: dict[str, TaskFn] = {
     **_documents.TASKS,

@@ -215,6 +215,7 @@ def count_appear(rng: np.random.Generator, seed: int, index: int) -> SyntheticSa
         target=target,
         present=present,
         count=m,
+        distractor={"shape": distractor[0], "color": d_color},
     )
 
 
@@ -260,11 +261,118 @@ def what_when(rng: np.random.Generator, seed: int, index: int) -> SyntheticSampl
     )
 
 
+def _half(v: float, side: int, low: str, high: str) -> str:
+    return low if v < side / 2 else high
+
+
+def _video_followups(sample: SyntheticSample) -> list[tuple[str, str]]:
+    """Questions about the parts of a short video's story that its one question depends on:
+    what moves and where it starts and ends, the whole order of appearance, every frame the
+    flashing object is in, the main shape's colour sequence."""
+    m, side = sample.meta, sample.meta["size"][0]
+    task = sample.task
+    if task == "short_videos/direction":
+        name = f"{m['mover']['color']} {m['mover']['shape']}"
+        (x0, y0), (x1, y1) = m["path"][0], m["path"][-1]
+        return [
+            ("What colour is the moving object?", m["mover"]["color"]),
+            ("What shape is the moving object?", m["mover"]["shape"]),
+            (
+                f"In the first frame, is the {name} in the left or right half?",
+                _half(x0, side, "left", "right"),
+            ),
+            (
+                f"In the first frame, is the {name} in the top or bottom half?",
+                _half(y0, side, "top", "bottom"),
+            ),
+            (
+                f"In the last frame, is the {name} in the left or right half?",
+                _half(x1, side, "left", "right"),
+            ),
+            (
+                f"In the last frame, is the {name} in the top or bottom half?",
+                _half(y1, side, "top", "bottom"),
+            ),
+            ("How many objects do not move?", str(len(m["distractors"]))),
+        ]
+    if task == "short_videos/appear_order":
+        other = "last" if m["kind"] == "first" else "first"
+        return [
+            ("List the colours in the order they appear.", ", ".join(m["colors"])),
+            (f"Which colour appeared {other}?", m["colors"][-1 if other == "last" else 0]),
+            ("How many objects appear?", str(len(m["colors"]))),
+            *[
+                (f"What shape is the {c} object?", s)
+                for c, s in zip(m["colors"], m["shapes"], strict=True)
+            ],
+        ]
+    if task == "short_videos/count_appear":
+        name = f"{m['target']['color']} {m['target']['shape']}"
+        yes = {True: "yes", False: "no"}
+        return [
+            (f"Is the {name} visible in the first frame?", yes[m["present"][0]]),
+            (f"Is the {name} visible in the last frame?", yes[m["present"][-1]]),
+            (f"In how many frames is the {name} visible?", str(sum(m["present"]))),
+            ("What colour is the object that does not move?", m["distractor"]["color"]),
+            ("What shape is the object that does not move?", m["distractor"]["shape"]),
+        ]
+    if task == "short_videos/what_when":
+        colours = m["colors"]
+        segments = [c for t, c in enumerate(colours) if t == 0 or c != colours[t - 1]]
+        return [
+            (f"Which colours does the {m['main']} take, in order?", ", ".join(segments)),
+            (f"What colour is the {m['main']} in the first frame?", colours[0]),
+            (f"What colour is the {m['main']} in the last frame?", colours[-1]),
+            ("What shape is the grey object?", m["cue"]),
+            (f"How many times does the {m['main']} change colour?", str(len(segments) - 1)),
+        ]
+    raise ValueError(f"no follow-up questions for {task!r}")
+
+
+def video_session(
+    rng: np.random.Generator, seed: int, index: int, turns: int = 5
+) -> SyntheticSample:
+    """Training only: one short video of a random task with its question and up to
+    ``turns - 1`` follow-ups about the same video (``SyntheticSample.turns``), in random order.
+
+    The follow-ups supervise the intermediate facts the task's question rests on (which object
+    moves and where it is in the first and last frame, the full order of appearance, the main
+    shape's colour sequence), so one encoded video is supervised several times, as
+    ``objects/qa_session`` does for pictures.
+    """
+    if turns < 1:
+        raise ValueError(f"video_session needs turns >= 1, got {turns}")
+    kind = choice(rng, tuple(TASKS))
+    sample = TASKS[kind](rng, seed, index)
+    followups = _video_followups(sample)
+    picked = [followups[int(i)] for i in rng.permutation(len(followups))[: turns - 1]]
+    qas = [(sample.question.removeprefix("<video>\n"), sample.answer), *picked]
+    qas = [qas[int(i)] for i in rng.permutation(len(qas))]
+    sample.id = sample_id("short_videos/video_session", seed, index)
+    sample.meta["asked_task"] = sample.task
+    sample.task = "short_videos/video_session"
+    sample.question, sample.answer = f"<video>\n{qas[0][0]}", qas[0][1]
+    sample.turns = qas[1:]
+    return sample
+
+
 TASKS = {
     "short_videos/direction": direction,
     "short_videos/appear_order": appear_order,
     "short_videos/count_appear": count_appear,
     "short_videos/what_when": what_when,
 }
+# Training-only tasks: not part of the family (held-out evaluation asks single questions).
+TRAIN_TASKS = {"short_videos/video_session": video_session}
 
-__all__ = ["FPS", "FRAME_SIDES", "TASKS", "appear_order", "count_appear", "direction", "what_when"]
+__all__ = [
+    "FPS",
+    "FRAME_SIDES",
+    "TASKS",
+    "TRAIN_TASKS",
+    "appear_order",
+    "count_appear",
+    "direction",
+    "video_session",
+    "what_when",
+]
