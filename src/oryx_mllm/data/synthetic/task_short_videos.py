@@ -14,6 +14,9 @@ Tasks (all ``modality="video"``, ``media`` = list of PIL frames, ``meta["timesta
   new place each time); "How many times does the red square appear?" -> digit.
 - ``short_videos/what_when``: a shape changes colour every few frames; a grey cue shape shows up
   during one colour segment; "What colour is the circle when the square appears?" -> colour.
+
+Training only (``TRAIN_TASKS``): ``short_videos/video_session``, one video of any of the four
+tasks with its question plus follow-ups on the facts the question rests on.
 """
 
 from __future__ import annotations
