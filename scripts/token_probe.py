@@ -5,7 +5,9 @@ held-out synthetic samples, with a logistic / linear regression fitted on 80% of
 scored on the other 20%:
 
 - ``objects``: for every object of ``objects/color`` scenes, its shape, its colour and its centre
-  (x, y) from the OryxViT token under its centre; and every token's own (column, row) (R²);
+  (x, y) from the OryxViT token under its centre, its shape also from the mean of the 2x2 and
+  4x4 token blocks around it (what average pooling would keep); and every token's own
+  (column, row) (R²);
 - ``short_videos``: for ``short_videos/appear_order`` frames, the colour of the object covering
   each LLM visual token (after compressor and projector), or "none".
 
@@ -75,6 +77,10 @@ def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
 def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
     tower = model.vision_tower
     feats, shape, colour, centre, tok, tok_xy = [], [], [], [], [], []
+    pooled: dict[int, list[torch.Tensor]] = {
+        2: [],
+        4: [],
+    }  # r x r block means, as 2x2 / 4x4 pooling
     for i in range(n):
         s = generate("objects/color", TEST_SEED, i)
         v = preprocess_image(s.media, image_opt, compression=1)
@@ -84,6 +90,10 @@ def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
             c = min(int(o["x"] / width * w), w - 1)
             r = min(int(o["y"] / height * h), h - 1)
             feats.append(f[0][r * w + c].float())
+            grid = f[0].float().reshape(h, w, -1)
+            for k, out in pooled.items():  # the block the compressor would pool this token into
+                block = grid[r // k * k : r // k * k + k, c // k * k : c // k * k + k]
+                out.append(block.reshape(-1, grid.shape[-1]).mean(0))
             shape.append(SHAPES.index(o["shape"]))
             colour.append(COLOR_NAMES.index(o["color"]))
             centre.append([o["x"] / width, o["y"] / height])
@@ -95,6 +105,10 @@ def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
     return {
         "objects": len(x),
         "shape": accuracy(*fit(x, torch.tensor(shape))),
+        **{
+            f"shape_mean_{k}x{k}": accuracy(*fit(torch.stack(v), torch.tensor(shape)))
+            for k, v in pooled.items()
+        },
         "colour": accuracy(*fit(x, torch.tensor(colour))),
         "centre_xy_r2": r2(*fit(x, torch.tensor(centre), regression=True)),
         "token_xy_r2": r2(*fit(every[pick], torch.tensor(tok_xy)[pick], regression=True)),
