@@ -421,6 +421,7 @@ def test_video_session_answers_match_the_frames():
                 x, y = centre(frames[0 if "first frame" in q else -1], m["mover"]["color"])
                 v, low = (x, "left") if "left or right" in q else (y, "top")
                 assert (a == low) == (v < side / 2)
+                assert abs(v - side / 2) >= m["radius"] - 1  # asked only when it is clear
             elif q.startswith("List the colours"):
                 onset = {
                     c: next(t for t, f in enumerate(frames) if color_mask(f, c).any())

@@ -139,6 +139,7 @@ def direction(rng: np.random.Generator, seed: int, index: int) -> SyntheticSampl
         q,
         way,
         mover=mover,
+        radius=r,
         path=path,
         distractors=distractors,
     )
@@ -276,26 +277,16 @@ def _video_followups(sample: SyntheticSample) -> list[tuple[str, str]]:
     task = sample.task
     if task == "short_videos/direction":
         name = f"{m['mover']['color']} {m['mover']['shape']}"
-        (x0, y0), (x1, y1) = m["path"][0], m["path"][-1]
+        halves = []
+        for when, (x, y) in (("first", m["path"][0]), ("last", m["path"][-1])):
+            for v, low, high in ((x, "left", "right"), (y, "top", "bottom")):
+                if abs(v - side / 2) >= m["radius"]:  # wholly in one half: a clear answer
+                    q = f"In the {when} frame, is the {name} in the {low} or {high} half?"
+                    halves.append((q, _half(v, side, low, high)))
         return [
             ("What colour is the moving object?", m["mover"]["color"]),
             ("What shape is the moving object?", m["mover"]["shape"]),
-            (
-                f"In the first frame, is the {name} in the left or right half?",
-                _half(x0, side, "left", "right"),
-            ),
-            (
-                f"In the first frame, is the {name} in the top or bottom half?",
-                _half(y0, side, "top", "bottom"),
-            ),
-            (
-                f"In the last frame, is the {name} in the left or right half?",
-                _half(x1, side, "left", "right"),
-            ),
-            (
-                f"In the last frame, is the {name} in the top or bottom half?",
-                _half(y1, side, "top", "bottom"),
-            ),
+            *halves,
             ("How many objects do not move?", str(len(m["distractors"]))),
         ]
     if task == "short_videos/appear_order":
