@@ -443,6 +443,10 @@ def test_video_session_answers_match_the_frames():
     assert kinds == set(FAMILIES["short_videos"])
 
 
-def test_session_turns_must_be_positive():
+@pytest.mark.parametrize(
+    "task,kwargs",
+    [("objects/qa_session", {"describe": False}), ("short_videos/video_session", {})],
+)
+def test_session_turns_must_be_positive(task, kwargs):
     with pytest.raises(ValueError, match="turns >= 1"):
-        generate("objects/qa_session", 0, 0, turns=0, describe=False)
+        generate(task, 0, 0, turns=0, **kwargs)
