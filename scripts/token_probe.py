@@ -77,20 +77,17 @@ def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
 def probe_objects(model, image_opt: ImageOptions, n: int) -> dict[str, float]:
     tower = model.vision_tower
     feats, shape, colour, centre, tok, tok_xy = [], [], [], [], [], []
-    pooled: dict[int, list[torch.Tensor]] = {
-        2: [],
-        4: [],
-    }  # r x r block means, as 2x2 / 4x4 pooling
+    pooled: dict[int, list[torch.Tensor]] = {2: [], 4: []}  # k x k block means (k x k pooling)
     for i in range(n):
         s = generate("objects/color", TEST_SEED, i)
         v = preprocess_image(s.media, image_opt, compression=1)
         f, ((h, w),) = tower.encode([v.frames[1]])  # the native-resolution view
         width, height = s.media.size
+        grid = f[0].float().reshape(h, w, -1)
         for o in s.meta["objects"]:
             c = min(int(o["x"] / width * w), w - 1)
             r = min(int(o["y"] / height * h), h - 1)
             feats.append(f[0][r * w + c].float())
-            grid = f[0].float().reshape(h, w, -1)
             for k, out in pooled.items():  # the block the compressor would pool this token into
                 block = grid[r // k * k : r // k * k + k, c // k * k : c // k * k + k]
                 out.append(block.reshape(-1, grid.shape[-1]).mean(0))
