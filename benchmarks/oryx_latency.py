@@ -109,7 +109,13 @@ def sync(device: str) -> None:
 
 @torch.inference_mode()
 def measure(
-    pipe: OryxPipeline, kwargs: dict, new_tokens: int, iters: int, device: str, batch_size: int = 1
+    pipe: OryxPipeline,
+    kwargs: dict,
+    new_tokens: int,
+    iters: int,
+    device: str,
+    batch_size: int = 1,
+    cache: str = "dynamic",
 ) -> dict:
     """Median seconds to the first token and for ``new_tokens`` tokens, after one warm-up, for
     ``batch_size`` copies of the request answered in one batch."""
@@ -135,18 +141,22 @@ def measure(
             top_k=None,
             eos_token_id=eos,
             pad_token_id=pipe.processor.tokenizer.pad_token_id,
+            # "static": a fixed-size KV cache, which transformers decodes with a compiled forward
+            cache_implementation=None if cache == "dynamic" else cache,
         )
         sync(device)
         assert out.shape == (batch_size, n), f"generated {out.shape[1]} tokens, asked for {n}"
         return time.perf_counter() - t
 
-    run(2)  # warm-up (kernels, allocator)
+    run(2)  # warm-up (kernels, allocator; the compilation with a static cache)
+    run(new_tokens)
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     first = statistics.median(run(1) for _ in range(iters))
     full = statistics.median(run(new_tokens) for _ in range(iters))
     row = {
         "batch": batch_size,
+        "cache": cache,
         "frames": sum(len(i.frames) for i in items) // batch_size,
         "visual_tokens": visual,
         "prompt_tokens": int(ids.shape[1]),
@@ -170,6 +180,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--batch-sizes", default="1", help="comma-separated, e.g. 1,8")
+    ap.add_argument("--caches", default="dynamic", help="KV caches to compare: dynamic,static")
     ap.add_argument("--only", default=None, help="run only requests whose name contains this")
     ap.add_argument("--json-out", default=None)
     a = ap.parse_args()
@@ -181,6 +192,9 @@ def main() -> None:
         ap.error(f"--batch-sizes must be comma-separated whole numbers, got {a.batch_sizes!r}")
     if min(batch_sizes) < 1:
         ap.error("--batch-sizes must be >= 1")
+    caches = a.caches.split(",")
+    if not set(caches) <= {"dynamic", "static"}:
+        ap.error(f"--caches takes dynamic and/or static, got {a.caches!r}")
     check_device(a.device)
     torch.manual_seed(0)
     t = time.perf_counter()
@@ -194,9 +208,10 @@ def main() -> None:
         if a.only and a.only not in name:
             continue
         for b in batch_sizes:
-            row = {"request": name, **measure(pipe, kwargs, a.new_tokens, a.iters, a.device, b)}
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for c in caches:
+                row = measure(pipe, kwargs, a.new_tokens, a.iters, a.device, b, c)
+                print(json.dumps({"request": name, **row}), flush=True)
+                rows.append({"request": name, **row})
     if a.json_out:
         Path(a.json_out).parent.mkdir(parents=True, exist_ok=True)
         meta = {
