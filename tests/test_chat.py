@@ -71,3 +71,11 @@ def test_left_padding_collate():
     assert torch.equal(out["input_ids"][1], torch.tensor(b.input_ids))
     right = collate([a, b], tok.pad_token_id, padding_side="right")
     assert right["attention_mask"][0, : len(a.input_ids)].all()
+
+
+def test_a_lone_surrogate_is_named_not_passed_to_the_tokenizer():
+    tok = byte_tokenizer()
+    with pytest.raises(
+        InvalidInputError, match=r"message 0 content is not valid Unicode.*position 3"
+    ):
+        encode_conversation([{"role": "user", "content": "abc\udc80"}], tok)

@@ -88,6 +88,10 @@ def test_bad_requests_raise_typed_errors(pipe):
         pipe.ask("x", max_new_tokens=0)
     with pytest.raises(InvalidInputError):
         pipe.ask("x", image=b"\x89PNG broken")
+    with pytest.raises(InvalidInputError, match="seed must be in"):
+        pipe.ask("x", temperature=1.0, seed=2**64)
+    with pytest.raises(InvalidInputError, match="not valid Unicode"):
+        pipe.ask("x \ud800")
 
 
 def test_save_and_load_round_trip(pipe, tmp_path):

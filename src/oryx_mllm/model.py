@@ -108,18 +108,23 @@ class OryxForConditionalGeneration(nn.Module):
                 out.append(self.mm_projector.video(x, gc))
         return out
 
+    def check_context(self, prompt_tokens: int) -> None:
+        """:class:`ContextLengthError` when a prompt of this many tokens (visual ones included)
+        does not fit the language model's context."""
+        max_len = self.config.text_config.get("max_position_embeddings")
+        if max_len and prompt_tokens > max_len:
+            raise ContextLengthError(
+                f"prompt of {prompt_tokens} tokens (visual tokens included) exceeds the "
+                f"model's context of {max_len}; use fewer frames or more compression"
+            )
+
     def embed(
         self, input_ids: torch.Tensor, visual_inputs: Sequence[VisualInput] | None = None
     ) -> torch.Tensor:
         """Token ids ``[B, L]`` (+ visual inputs in placeholder order) -> ``inputs_embeds [B, L, D]``."""
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
-        max_len = self.config.text_config.get("max_position_embeddings")
-        if max_len and input_ids.shape[1] > max_len:
-            raise ContextLengthError(
-                f"prompt of {input_ids.shape[1]} tokens (visual tokens included) exceeds the "
-                f"model's context of {max_len}; use fewer frames or more compression"
-            )
+        self.check_context(input_ids.shape[1])
         table = self.language_model.get_input_embeddings()
         vocab = table.weight.shape[0]
         vid = self.config.visual_token_id

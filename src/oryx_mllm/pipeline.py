@@ -216,6 +216,8 @@ class OryxPipeline:
             raise InvalidInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:
             raise InvalidInputError("temperature must be >= 0 and top_p in (0, 1]")
+        if seed is not None and not -(2**63) <= seed < 2**64:
+            raise InvalidInputError(f"seed must be in [-2**63, 2**64) (torch's range), got {seed}")
         start = time.perf_counter()
         batch = self.processor(
             list(conversations),

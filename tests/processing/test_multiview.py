@@ -109,6 +109,15 @@ def test_bad_marks_are_typed():
         preprocess_views([])
 
 
+@pytest.mark.parametrize("x, y", [(1e30, 10), (-1, 10), (10, H), (W, 0)])
+def test_points_outside_their_view_are_refused_and_named(x, y):
+    views, _, _ = _scene(2)
+    with pytest.raises(
+        InvalidInputError, match=r"view 1: the point of object 7 .* outside the 320x240"
+    ):
+        draw_correspondence_marks(views, points=[[(5, 5, 7)], [(x, y, 7)]])
+
+
 @pytest.mark.parametrize("mode", ["L", "I;16", "P"])
 def test_instance_mask_files_load_as_ids(tmp_path, mode):
     from oryx_mllm.processing.multiview import load_instance_mask

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -224,3 +226,94 @@ def test_api_key_is_required_when_set(make_server):
     good = client_for(server, api_key="s3cret")
     assert good.models.list().data[0].id == MODEL
     assert httpx.get(server.url + "/health").status_code == 200  # health stays open
+
+
+def _body(content: object = "hi", **fields) -> str:
+    """A request body as text; ``json.dumps`` escapes a lone surrogate as ``"\\ud800"``."""
+    return json.dumps(
+        {"model": MODEL, "messages": [{"role": "user", "content": content}], **fields}
+    )
+
+
+_VIEW = data_url(png_bytes())
+RAW_ERRORS = {
+    # (body, content type) -> (status, code, param)
+    "lone UTF-16 surrogate in the text": (
+        _body("\ud800"), "application/json", 400, "invalid_value", "messages[0].content",
+    ),
+    "JSON nested too deeply": (
+        _body()[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        "application/json", 400, "invalid_json", None,
+    ),
+    "seed beyond torch's range": (
+        _body(temperature=1, seed=2**64), "application/json", 400, "invalid_value", "seed",
+    ),
+    "not a JSON content type": (
+        _body(), "text/plain", 415, "unsupported_media_type", None,
+    ),
+    "mark point outside its view": (
+        _body([{"type": "multiview", "views": [_VIEW, _VIEW], "marks": [[[1e30, 1, 1]], []]}]),
+        "application/json", 400, "invalid_value", "messages[0].content[0]",
+    ),
+    "prompt longer than the context": (
+        _body("red blue " * 600), "application/json", 400, "context_length_exceeded", "messages",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(RAW_ERRORS))
+def test_raw_bad_requests_are_named_and_keep_the_connection(case, make_server):
+    body, kind, status, code, param = RAW_ERRORS[case]
+    server = make_server(max_body_bytes=1_000_000)
+    good = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        r = http.post("/v1/chat/completions", content=body, headers={"content-type": kind})
+        assert r.status_code == status, r.text
+        err = r.json()["error"]
+        assert (err["code"], err["param"]) == (code, param) and err["message"]
+        again = http.post("/v1/chat/completions", json=good)  # the same keep-alive connection
+        assert again.status_code == 200
+
+
+def test_mark_point_error_names_the_view_and_point(client):
+    views = [data_url(png_bytes())] * 2
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(client, [{"type": "multiview", "views": views, "marks": [[[5, 5, 1]], [[70, 5, 1]]]}])
+    assert "view 1" in info.value.response.json()["error"]["message"]
+    assert "outside the 64x64 view" in info.value.response.json()["error"]["message"]
+
+
+def test_explicit_nulls_mean_the_defaults(server):
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2,
+            "temperature": None, "top_p": None, "n": None, "stream": None, "stop": None,
+            "seed": None}  # fmt: skip
+    r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200 and r.json()["object"] == "chat.completion"
+
+
+def test_validation_errors_name_the_request_path(server):
+    bad = {"model": MODEL, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": ""}}]}]}  # fmt: skip
+    r = httpx.post(server.url + "/v1/chat/completions", json=bad, timeout=60)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "messages[0].content[1].image_url.url"
+
+
+def test_unexpected_errors_are_json_500s_answered_inside_the_route(pipe, monkeypatch):
+    from starlette.testclient import TestClient
+
+    from oryx_mllm.serve import ServeSettings, create_app
+    from oryx_mllm.serve import app as app_module
+
+    def boom(*_a, **_k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(app_module, "check_prompt", boom)
+    app = create_app(pipe, ServeSettings(model_name=MODEL))
+    # raise_server_exceptions: an error that escaped the route would be raised here
+    with TestClient(app, raise_server_exceptions=True) as http:
+        r = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
+            {"role": "user", "content": "hi"}]})  # fmt: skip
+    assert r.status_code == 500
+    assert r.json()["error"] == {"message": "internal error: RuntimeError", "type": "server_error",
+                                 "param": None, "code": None}  # fmt: skip

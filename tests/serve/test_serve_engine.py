@@ -187,9 +187,120 @@ def test_streaming_stops_generating_when_the_client_disconnects(make_server, pip
 
 def test_stop_filter_holds_back_partial_stop_strings():
     f = StopFilter(("END",))
-    assert f.feed(" Hello E") == "Hello "
+    assert f.feed(" Hello E") == "Hello"  # the space waits: the answer may end before "END"
     assert f.feed("N") == ""
     assert f.feed("D and more") == ""
     assert f.flush() == ""
     g = StopFilter(("END",))
     assert g.feed("abc E") + g.flush() == "abc E"
+
+
+def test_stop_filter_streams_the_stripped_answer():
+    f = StopFilter(("triangle",))  # the non-streamed answer "red square" has no trailing space
+    assert f.feed("red square ") == "red square"
+    assert f.feed("tri") == "" and f.feed("angle blue") == ""
+    assert f.flush() == ""
+    g = StopFilter(())
+    assert [g.feed(t) for t in (" a ", " b  ", "\n")] == ["a", "  b", ""] and g.flush() == ""
+
+
+class PoisonPipeline(GatedPipeline):
+    """A model call fails when any of its conversations asks the poison question."""
+
+    def chat_batch(self, conversations, **kw):
+        if any("POISON" in str(c) for c in conversations):
+            self.calls.append(len(conversations))
+            self.max_new_tokens.append(kw.get("max_new_tokens"))
+            raise ValueError("poisoned batch")
+        return super().chat_batch(conversations, **kw)
+
+
+def test_one_failing_request_does_not_fail_its_batch(make_server, pipe):
+    gated = PoisonPipeline(pipe, gated=True)
+    server = make_server(gated, max_batch_size=4, batch_wait_ms=0)
+    client = client_for(server)
+
+    def ask(i: int, max_tokens: int = 4):
+        messages = request(i)
+        if i == 2:
+            messages[0]["content"][1]["text"] = "POISON"
+        return client.chat.completions.create(
+            model=MODEL, messages=messages, max_tokens=max_tokens, temperature=0
+        )
+
+    with ThreadPoolExecutor(5) as pool:
+        blocker = pool.submit(ask, 0, 1)  # holds the model while the four others queue up
+        assert gated.entered.wait(10)
+        futures = [pool.submit(ask, i) for i in range(4)]
+        wait_until(lambda: server.engine.queued == 4)
+        gated.release()
+        assert blocker.result(60).choices
+        with pytest.raises(openai.InternalServerError):
+            futures[2].result(60)
+        answers = [futures[i].result(60).choices[0].message.content for i in (0, 1, 3)]
+    assert gated.calls == [1, 4, 1, 1, 1, 1]  # the batch failed, then each request ran alone
+    assert answers == [ask(i).choices[0].message.content for i in (0, 1, 3)]
+
+
+def test_text_requests_do_not_wait_behind_media_decoding(make_server, pipe, monkeypatch):
+    from oryx_mllm.serve import media
+
+    entered, release = threading.Event(), threading.Event()
+    decode = media._decode
+
+    def slow_decode(*args, **kw):  # a media fetch that hangs (e.g. a slow remote server)
+        entered.set()
+        assert release.wait(30)
+        return decode(*args, **kw)
+
+    monkeypatch.setattr(media, "_decode", slow_decode)
+    server = make_server(decode_workers=1)
+    client = client_for(server)
+    with ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(
+            client.chat.completions.create, model=MODEL, messages=request(0), max_tokens=1
+        )
+        assert entered.wait(10)  # the only decode thread is busy
+        t0 = time.perf_counter()
+        out = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=1
+        )
+        assert out.choices and time.perf_counter() - t0 < 10
+        release.set()
+        assert stuck.result(60).choices
+
+
+def test_remote_media_fetch_stops_at_its_total_time_limit():
+    import http.server
+
+    from oryx_mllm.serve.errors import APIError
+    from oryx_mllm.serve.media import MediaResolver
+    from oryx_mllm.serve.settings import ServeSettings
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # 1 byte every 50 ms: each read is quick, the whole takes 10 s
+            self.send_response(200)
+            self.send_header("Content-Length", "200")
+            self.end_headers()
+            for _ in range(200):
+                try:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.05)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        resolver = MediaResolver(ServeSettings(allow_remote_media=True, remote_timeout_s=0.5))
+        t0 = time.perf_counter()
+        with pytest.raises(APIError) as info:
+            resolver.fetch(f"http://127.0.0.1:{httpd.server_port}/slow.png", "image_url.url")
+        assert time.perf_counter() - t0 < 3
+        assert info.value.status == 400 and "took longer than 0.5s" in str(info.value)
+    finally:
+        httpd.shutdown()

@@ -71,8 +71,16 @@ def _check_messages(messages: list[dict]) -> None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES:
             raise InvalidInputError(f"message {i} needs a 'role' in {ROLES}, got {m!r:.80}")
-        if not isinstance(m.get("content", ""), str):
+        content = m.get("content", "")
+        if not isinstance(content, str):
             raise InvalidInputError(f"message {i} content must be a string")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as e:  # a lone UTF-16 surrogate, e.g. from JSON "\ud800"
+            raise InvalidInputError(
+                f"message {i} content is not valid Unicode: {content[e.start : e.end]!r} at "
+                f"position {e.start} (a lone UTF-16 surrogate)"
+            ) from None
 
 
 def encode_conversation(

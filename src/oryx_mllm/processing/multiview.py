@@ -218,18 +218,36 @@ def draw_correspondence_marks(
 
     Returns one RGB image per view, full resolution, marks drawn.
     """
-    locations = mark_locations(instance_masks, points, min_area)
-    if len(locations) != len(views):
-        raise InvalidInputError(f"{len(views)} views but marks for {len(locations)} views")
+    if (instance_masks is None) == (points is None):
+        raise InvalidInputError("give exactly one of instance_masks or points")
+    per_view = instance_masks if instance_masks is not None else points
+    if len(per_view) != len(views):
+        raise InvalidInputError(f"{len(views)} views but marks for {len(per_view)} views")
     out = []
-    for i, (view, locs) in enumerate(zip(views, locations, strict=True)):
+    for i, (view, item) in enumerate(zip(views, per_view, strict=True)):
         im = load_image(view, image_options)
-        if instance_masks is not None and tuple(instance_masks[i].shape) != (im.height, im.width):
-            raise InvalidInputError(
-                f"view {i}: mask shape {tuple(instance_masks[i].shape)} != image (H, W) {(im.height, im.width)}"
-            )
+        locs = _view_locations(i, im, item, instance_masks is not None, min_area)
         out.append(draw_marks(im, locs, style))
     return out
+
+
+def _view_locations(i: int, im: Image.Image, item, is_mask: bool, min_area: int) -> Locations:
+    """View ``i``'s mark locations from its instance mask or its points, checked against the
+    view: a mask must have the view's size and every point must lie inside it."""
+    if is_mask:
+        if tuple(item.shape) != (im.height, im.width):
+            raise InvalidInputError(
+                f"view {i}: mask shape {tuple(item.shape)} != image (H, W) {(im.height, im.width)}"
+            )
+        return mask_locations(item, min_area)
+    locs = point_locations(item)
+    for k, (x, y) in sorted(locs.items()):
+        if not (0 <= x < im.width and 0 <= y < im.height):
+            raise InvalidInputError(
+                f"view {i}: the point of object {k} at ({x:g}, {y:g}) lies outside the "
+                f"{im.width}x{im.height} view (points are pixel coordinates in their view)"
+            )
+    return locs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,15 +288,7 @@ def preprocess_views(
     for i in keep:
         im = load_image(views[i], img_opt)
         if marks is not None:
-            item = marks[i]
-            if _is_mask(item):
-                if tuple(item.shape) != (im.height, im.width):
-                    raise InvalidInputError(
-                        f"view {i}: mask shape {tuple(item.shape)} != image (H, W) {(im.height, im.width)}"
-                    )
-                locs = mask_locations(item, opt.min_mask_area)
-            else:
-                locs = point_locations(item)
+            locs = _view_locations(i, im, marks[i], _is_mask(marks[i]), opt.min_mask_area)
             im = draw_marks(im, locs, opt.marks)
             locations.append(locs)
         if hw is None:

@@ -28,7 +28,13 @@ from oryx_mllm.pipeline import Answer, OryxPipeline
 from oryx_mllm.serve import schemas
 from oryx_mllm.serve.engine import BatchEngine, Cancelled, GenerationParams, Job
 from oryx_mllm.serve.errors import APIError, from_oryx_error
-from oryx_mllm.serve.media import MediaResolver, PreparedRequest, prepare_messages
+from oryx_mllm.serve.media import (
+    MediaResolver,
+    PreparedRequest,
+    check_prompt,
+    has_media,
+    prepare_messages,
+)
 from oryx_mllm.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -44,11 +50,35 @@ def _error_response(err: APIError) -> JSONResponse:
     return JSONResponse(err.body(), status_code=err.status, headers=headers)
 
 
+def _param(loc: tuple) -> str | None:
+    """pydantic's error location as the request's own path: ``messages[0].content[1].text``.
+
+    pydantic names union branches in the location (``list[tagged-union[...]]``,
+    ``function-after[...]``) and, after a tagged union's index, the tag (``image_url``); the
+    request has neither."""
+    out, skip_tag = "", False
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        if "[" in part or part.startswith("function-"):
+            skip_tag = skip_tag or "tagged-union" in part
+            continue
+        if skip_tag and out.endswith("]"):
+            skip_tag = False
+            continue
+        out += f".{part}" if out else part
+    return out or None
+
+
 def _validation_error(exc: ValidationError) -> APIError:
-    # A union (message content: string or parts) reports every branch; the deepest is the real one.
-    first = max(exc.errors(), key=lambda e: len(e.get("loc", ())))
-    loc = [str(p) for p in first.get("loc", ()) if not str(p).startswith("function-")]
-    param = ".".join(loc) if loc else None
+    # A union (message content: string or parts) reports every branch. The real error is the one
+    # that is not a branch's plain type mismatch ("should be a valid list"), the deepest first.
+    def rank(e: dict) -> tuple[bool, int]:
+        return (not e.get("type", "").endswith("_type"), len(e.get("loc", ())))
+
+    first = max(exc.errors(), key=rank)
+    param = _param(first.get("loc", ()))
     return APIError(400, f"{param}: {first.get('msg')}" if param else first.get("msg", "invalid"),
                     param=param, code="invalid_value")  # fmt: skip
 
@@ -65,7 +95,7 @@ def _page() -> str:
 
 class StopFilter:
     """Streams text but never emits a stop string (or the text after it); holds back a tail that
-    could be the start of one."""
+    could be the start of one, and trailing whitespace (answers are stripped)."""
 
     def __init__(self, stops: tuple[str, ...]):
         self.stops = stops
@@ -81,8 +111,8 @@ class StopFilter:
             self.buffer = self.buffer.lstrip()
             self.started = bool(self.buffer)
         hits = [self.buffer.find(s) for s in self.stops if s in self.buffer]
-        if hits:
-            out, self.buffer, self.stopped = self.buffer[: min(hits)], "", True
+        if hits:  # the answer ends here, stripped like the non-streamed one
+            out, self.buffer, self.stopped = self.buffer[: min(hits)].rstrip(), "", True
             return out
         hold = 0
         for s in self.stops:
@@ -91,6 +121,10 @@ class StopFilter:
                     hold = max(hold, k)
                     break
         cut = len(self.buffer) - hold
+        # whitespace goes out only once text other than a stop follows it: the answer may end
+        # right there, and answers are stripped
+        while cut > 0 and self.buffer[cut - 1].isspace():
+            cut -= 1
         out, self.buffer = self.buffer[:cut], self.buffer[cut:]
         return out
 
@@ -162,6 +196,13 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
             raise APIError(401, "invalid or missing API key (Authorization: Bearer <key>)",
                            type="authentication_error", code="invalid_api_key")  # fmt: skip
 
+    def check_content_type(request: Request) -> None:
+        """JSON bodies only; a missing header is accepted (some clients send none)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            raise APIError(415, f"the body must be JSON (Content-Type: application/json), got "
+                           f"{kind!r}", code="unsupported_media_type")  # fmt: skip
+
     async def read_body(request: Request) -> bytes:
         limit = settings.max_body_bytes
         too_big = APIError(413, f"request body larger than {limit} bytes",
@@ -189,11 +230,16 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
             if await request.is_disconnected():
                 raise ClientGone
 
+    def prepare_checked(req: schemas.ChatCompletionRequest) -> PreparedRequest:
+        prepared = prepare_messages(req, pipeline.processor, resolver, settings.max_media_items)
+        check_prompt(prepared, pipeline)
+        return prepared
+
     async def prepare(req: schemas.ChatCompletionRequest) -> PreparedRequest:
+        if not has_media(req):  # nothing to fetch or decode: never wait behind media requests
+            return prepare_checked(req)
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(
-            decoder, prepare_messages, req, pipeline.processor, resolver, settings.max_media_items
-        )
+        task = loop.run_in_executor(decoder, prepare_checked, req)
         engine.expect()  # the worker may wait for this request to join a batch
         try:
             return await asyncio.wait_for(task, settings.decode_timeout_s)
@@ -210,6 +256,10 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
             raw = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise APIError(400, f"the body is not valid JSON: {exc}", code="invalid_json") from exc
+        except RecursionError as exc:
+            raise APIError(
+                400, "the body's JSON is nested too deeply", code="invalid_json"
+            ) from exc
         if not isinstance(raw, dict):
             raise APIError(400, "the body must be a JSON object", code="invalid_json")
         if raw.get("messages") == []:
@@ -274,7 +324,19 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+        try:
+            return await _chat_completions(request)
+        except (APIError, StarletteHTTPException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - answered as JSON here, see below
+            # Raised past the route, Starlette's last-resort handler answers and then re-raises,
+            # which makes the server drop the client's keep-alive connection.
+            log.exception("unhandled error")
+            raise from_oryx_error(exc) from exc
+
+    async def _chat_completions(request: Request) -> JSONResponse | StreamingResponse:
         check_key(request)
+        check_content_type(request)
         req = parse(await read_body(request))
         if req.model != model_name:
             raise APIError(404, f"the model {req.model!r} does not exist; this server serves "

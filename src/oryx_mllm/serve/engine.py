@@ -349,10 +349,16 @@ class BatchEngine:
             with self._cond:
                 if isinstance(exc, Cancelled):
                     self.stats.cancelled += 1
-            if not isinstance(exc, Cancelled):
-                log.exception("model call failed for %d request(s)", len(batch))
-            return [(None, exc)] * len(batch)
-        finally:
-            with self._cond:
                 self.stats.busy_s += time.perf_counter() - t0
+            if isinstance(exc, Cancelled):
+                return [(None, exc)]  # streaming requests run alone
+            if len(batch) == 1:
+                log.exception("model call failed")
+                return [(None, exc)]
+            # One request's bad input must not fail its neighbours: answer each alone.
+            log.warning("a batch of %d failed (%s: %s); running its requests one by one",
+                        len(batch), type(exc).__name__, exc)  # fmt: skip
+            return [self._run([job])[0] for job in batch]
+        with self._cond:
+            self.stats.busy_s += time.perf_counter() - t0
         return [(answer, None) for answer in answers]

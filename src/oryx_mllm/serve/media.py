@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -102,10 +103,12 @@ class MediaResolver:
                            type="permission_error", param=param, code="remote_media_disabled")  # fmt: skip
         import httpx
 
-        limit = self.settings.max_media_bytes
+        limit, budget = self.settings.max_media_bytes, self.settings.remote_timeout_s
+        # httpx's timeout bounds each read; a server that trickles bytes must not hold a decode
+        # thread for longer than the whole budget
+        deadline = time.monotonic() + budget
         try:
-            with httpx.stream("GET", url, timeout=self.settings.remote_timeout_s,
-                              follow_redirects=False) as resp:  # fmt: skip
+            with httpx.stream("GET", url, timeout=budget, follow_redirects=False) as resp:
                 if resp.status_code != 200:
                     raise APIError(400, f"fetching {url} gave HTTP {resp.status_code}",
                                    param=param, code="media_fetch_failed")  # fmt: skip
@@ -114,6 +117,9 @@ class MediaResolver:
                     size += len(part)
                     if size > limit:
                         raise self._too_big(size, param)
+                    if time.monotonic() > deadline:
+                        raise APIError(400, f"fetching {url} took longer than {budget}s",
+                                       param=param, code="media_fetch_failed")  # fmt: skip
                     chunks.append(part)
         except httpx.HTTPError as exc:
             raise APIError(400, f"fetching {url} failed: {exc}", param=param,
@@ -128,6 +134,26 @@ class PreparedRequest:
     messages: list[dict]
     visual_inputs: list[VisualInput]
     visual_tokens: int
+
+
+def has_media(request: ChatCompletionRequest) -> bool:
+    """Whether any message has an image, video or multi-view part (anything to fetch/decode)."""
+    return any(
+        not isinstance(part, TextPart)
+        for msg in request.messages
+        if isinstance(msg.content, list)
+        for part in msg.content
+    )
+
+
+def check_prompt(prepared: PreparedRequest, pipeline) -> None:
+    """Tokenise the request as the model will see it and check that it fits the context, so a
+    request that cannot run fails alone, before it can join a batch."""
+    try:
+        batch = pipeline.processor([prepared.messages])
+        pipeline.model.check_context(int(batch["input_ids"].shape[1]))
+    except OryxError as exc:
+        raise from_oryx_error(exc, param="messages") from exc
 
 
 def prepare_messages(

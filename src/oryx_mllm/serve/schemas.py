@@ -25,11 +25,26 @@ import time
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+
+def _unicode(text: str) -> str:
+    """JSON can carry a lone UTF-16 surrogate ("\\ud800"), which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"not valid Unicode: a lone UTF-16 surrogate {text[e.start : e.end]!r} at position "
+            f"{e.start}"
+        ) from None
+    return text
+
+
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class MediaURL(_Model):
@@ -39,7 +54,7 @@ class MediaURL(_Model):
 
 class TextPart(_Model):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ImagePart(_Model):
@@ -104,7 +119,7 @@ ContentPart = Annotated[
 
 class Message(_Model):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
     name: str | None = None
 
 
@@ -119,18 +134,24 @@ class ChatCompletionRequest(_Model):
     messages: list[Message]
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="only n=1 is supported")
-    stream: bool = False
+    # OpenAI clients may send an explicit null for any optional field: null = the default
+    temperature: float | None = Field(1.0, ge=0.0, le=2.0)
+    top_p: float | None = Field(1.0, gt=0.0, le=1.0)
+    stop: Text | list[Text] | None = None
+    seed: int | None = Field(None, ge=-(2**63), lt=2**64, description="torch's seed range")
+    n: int | None = Field(1, ge=1, le=1, description="only n=1 is supported")
+    stream: bool | None = False
     stream_options: StreamOptions | None = None
     # Oryx extensions
     compression: int | None = Field(None, ge=1, le=64)
     max_visual_tokens: int | None = Field(None, ge=1)
     fps: float | None = Field(None, gt=0.0, le=60.0)
     max_frames: int | None = Field(None, ge=1, le=1024)
+
+    @field_validator("temperature", "top_p", "n", "stream", mode="after")
+    @classmethod
+    def _null_is_default(cls, v: object, info) -> object:
+        return cls.model_fields[info.field_name].default if v is None else v
 
     @field_validator("stop")
     @classmethod
