@@ -165,10 +165,12 @@ def ask(
         "PNG: 0 = background, k = object k): draws coarse-correspondence marks.",
     ),
     compression: int | None = typer.Option(
-        None, help="Pooling ratio per input: 1 (all tokens), 2 (2x2), 4 (4x4)."
+        None, help="Pooling ratio per input: 1 (all tokens), 2 (2x2), 4 (4x4); also 8, 16."
     ),
     max_visual_tokens: int | None = typer.Option(
-        None, help="Visual token budget: the smallest compression that fits is chosen."
+        None,
+        help="Visual token budget: the smallest compression that fits is chosen (with "
+        "--compression, that ratio is kept and the budget only checked).",
     ),
     model: Path | None = typer.Option(
         None, help="An Oryx model folder (released or ours); default: the embedded model."

@@ -7,7 +7,7 @@ budget and get the smallest compression (most tokens) that fits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from oryx_mllm.errors import ContextLengthError, InvalidInputError
@@ -20,6 +20,17 @@ SHORT_VIDEO_RATIO = 2
 LONG_VIDEO_RATIO = 4
 LONG_VIDEO_FRAMES = 64  # more frames than this -> long-video compression
 CANDIDATE_RATIOS: tuple[int, ...] = (1, 2, 4, 8, 16)
+
+
+def check_ratio(ratio: object) -> int:
+    """``ratio`` when it is a pooling ratio the compressor is used with (``CANDIDATE_RATIOS``);
+    otherwise an :class:`InvalidInputError` naming it (before any image is resized for it)."""
+    if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio not in CANDIDATE_RATIOS:
+        raise InvalidInputError(
+            f"compression must be one of {', '.join(map(str, CANDIDATE_RATIOS))} (the pooling "
+            f"ratio per side: 1 keeps every token, 2 a quarter, 4 a sixteenth), got {ratio!r}"
+        )
+    return ratio
 
 
 def default_compression(modality: str, num_frames: int = 1) -> int:
@@ -60,27 +71,60 @@ def choose_compression(item: VisualInput, budget: int, patch_size: int = 16) -> 
     )
 
 
-def fit_to_budget(items: Sequence[VisualInput], budget: int, patch_size: int = 16) -> list[int]:
+def fit_to_budget(
+    items: list[VisualInput],
+    budget: int,
+    patch_size: int = 16,
+    fixed: Sequence[int] = (),
+    remake: Callable[[int, int], VisualInput | None] | None = None,
+) -> list[int]:
     """Set every item's compression so that together they fit ``budget`` visual tokens.
 
     Starts from no compression and repeatedly raises the ratio of the input with the most tokens
     (ties: the first) until the total fits. Returns the chosen ratios (also written to the items).
+
+    ``fixed``: indices of inputs whose ratio the caller chose explicitly; they keep it.
+    ``remake(i, ratio)``: input ``i`` preprocessed again at ``ratio`` (None: it cannot be). An
+    input's sides are made multiples of its ratio when it is preprocessed, so a larger ratio may
+    not divide its grid; with ``remake`` such an input is remade (and replaced in ``items``)
+    instead of giving up.
     """
-    options = [valid_ratios(it, patch_size) for it in items]
-    pick = [0] * len(items)
-    counts = [tokens_at(it, opts[0], patch_size) for it, opts in zip(items, options)]
-    while sum(counts) > budget:
-        order = sorted(range(len(items)), key=lambda i: -counts[i])
-        for i in order:
-            if pick[i] + 1 < len(options[i]):
-                pick[i] += 1
-                counts[i] = tokens_at(items[i], options[i][pick[i]], patch_size)
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise InvalidInputError(f"the visual token budget must be a positive int, got {budget!r}")
+    fixed, remade = set(fixed), {}  # remade: input -> the ratio it was last remade at
+    while True:
+        options = [
+            [it.compression] if i in fixed else valid_ratios(it, patch_size)
+            for i, it in enumerate(items)
+        ]
+        pick = [0] * len(items)
+        counts = [tokens_at(it, opts[0], patch_size) for it, opts in zip(items, options)]
+        while sum(counts) > budget:
+            order = sorted(range(len(items)), key=lambda i: -counts[i])
+            for i in order:
+                if pick[i] + 1 < len(options[i]):
+                    pick[i] += 1
+                    counts[i] = tokens_at(items[i], options[i][pick[i]], patch_size)
+                    break
+            else:
                 break
-        else:
+        if sum(counts) <= budget:
+            for it, opts, p in zip(items, options, pick):
+                it.compression = opts[p]
+            return [opts[p] for opts, p in zip(options, pick)]
+        # Out of ratios: remake the largest input that has a larger candidate ratio, then retry.
+        larger = {
+            i: [r for r in CANDIDATE_RATIOS if r > max(options[i][-1], remade.get(i, 0))]
+            for i in range(len(items))
+            if i not in fixed and remake is not None
+        }
+        todo = [i for i, rs in larger.items() if rs]
+        if not todo:
             raise ContextLengthError(
                 f"{len(items)} visual inputs need at least {sum(counts)} tokens, more than the "
                 f"budget of {budget}"
             )
-    for it, opts, p in zip(items, options, pick):
-        it.compression = opts[p]
-    return [opts[p] for opts, p in zip(options, pick)]
+        i = max(todo, key=lambda i: counts[i])
+        new = remake(i, larger[i][0])
+        remade[i] = larger[i][0] if new is not None else CANDIDATE_RATIOS[-1]
+        items[i] = new if new is not None else items[i]

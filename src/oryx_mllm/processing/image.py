@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from oryx_mllm.compression_policy import check_ratio
 from oryx_mllm.errors import (
     ImageDecodeError,
     ImageNotFoundError,
@@ -51,9 +52,7 @@ _MAX_SIDE = 1 << 40  # sizes beyond this are nonsense, not images
 
 def effective_multiple(multiple: int, compression: int = 1) -> int:
     """Side multiple honouring both the policy and the compressor: ``lcm(multiple, 16 * r)``."""
-    if not isinstance(compression, int) or compression < 1:
-        raise InvalidInputError(f"compression must be a positive int, got {compression!r}")
-    return math.lcm(multiple, PATCH_SIZE * compression)
+    return math.lcm(multiple, PATCH_SIZE * check_ratio(compression))
 
 
 def _check_size(w: int, h: int, limit: int = _MAX_SIDE) -> tuple[int, int]:

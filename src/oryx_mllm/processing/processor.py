@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from oryx_mllm.compression_policy import fit_to_budget
+from oryx_mllm.compression_policy import check_ratio, fit_to_budget
 from oryx_mllm.config import VISUAL_TOKEN
 from oryx_mllm.errors import InvalidInputError, UnsupportedModalityError
 from oryx_mllm.processing.chat import (
@@ -116,6 +116,8 @@ class OryxProcessor:
         """One media part (see the module docstring) -> a VisualInput."""
         kind = part.get("type")
         r = part.get("compression", compression)
+        if r is not None:
+            check_ratio(r)  # before any resizing: a huge ratio would upscale the image to match
         if kind == "visual":
             item = part.get("input")
             if not isinstance(item, VisualInput):
@@ -126,7 +128,8 @@ class OryxProcessor:
         if kind == "image":
             from oryx_mllm.processing.image import preprocess_image
 
-            return preprocess_image(part.get("image"), self.image_options, compression=r or 1)
+            r = 1 if r is None else r
+            return preprocess_image(part.get("image"), self.image_options, compression=r)
         if kind == "video":
             from oryx_mllm.processing.video import preprocess_video
 
@@ -137,16 +140,17 @@ class OryxProcessor:
             return preprocess_views(
                 part.get("views"),
                 self.multiview_options,
-                compression=r or 2,
+                compression=2 if r is None else r,
                 marks=part.get("marks"),
             )
         raise UnsupportedModalityError(f"unknown content part type {kind!r}; expected {PART_TYPES}")
 
     def _flatten(
         self, messages: list[dict], compression: int | None
-    ) -> tuple[list[dict], list[VisualInput]]:
-        """Parts-style messages -> string messages with markers + their visual inputs."""
-        out, items = [], []
+    ) -> tuple[list[dict], list[VisualInput], list[dict]]:
+        """Parts-style messages -> string messages with markers + their visual inputs + the
+        parts they came from."""
+        out, items, parts = [], [], []
         for i, m in enumerate(messages):
             if not isinstance(m, dict):
                 raise InvalidInputError(f"message {i} is a {type(m).__name__}, not a dict")
@@ -167,9 +171,10 @@ class OryxProcessor:
                 else:
                     item = self.preprocess(part, compression)
                     items.append(item)
+                    parts.append(part)
                     text.append(marker_for(item) + "\n")
             out.append({**m, "content": "".join(text)})
-        return out, items
+        return out, items, parts
 
     # Main entry -------------------------------------------------------------------------------
     def __call__(
@@ -203,19 +208,21 @@ class OryxProcessor:
                 raise InvalidInputError(
                     f"{len(convs)} conversations but visual_inputs for {len(given)}"
                 )
+        if compression is not None:
+            check_ratio(compression)
         samples, flat = [], []
         for conv, extra in zip(convs, given):
-            messages, items = self._flatten(conv, compression)
+            messages, items, parts = self._flatten(conv, compression)
             if items and extra:
                 raise InvalidInputError(
                     "use either media content parts or visual_inputs=, not both"
                 )
-            items = items or extra
             if compression is not None:
                 for it in extra:
                     it.compression = compression
-            if visual_token_budget is not None and items:
-                fit_to_budget(items, visual_token_budget, self.patch_size)
+            if visual_token_budget is not None and (items or extra):
+                items = self._fit(items, parts, extra, compression, visual_token_budget)
+            items = items or extra
             samples.append(
                 encode_conversation(
                     messages,
@@ -233,6 +240,31 @@ class OryxProcessor:
             batch.pop("labels")
         batch["visual_inputs"] = flat
         return batch
+
+    def _fit(
+        self,
+        items: list[VisualInput],
+        parts: list[dict],
+        extra: list[VisualInput],
+        compression: int | None,
+        budget: int,
+    ) -> list[VisualInput]:
+        """Fit a conversation's inputs to ``budget`` tokens (``fit_to_budget``): inputs given a
+        ratio (their part's ``compression``, or ``compression=``) keep it; media parts may be
+        preprocessed again at a larger ratio. Returns the (possibly remade) inputs."""
+        if not items:  # visual_inputs=: already preprocessed, cannot be remade
+            fixed = range(len(extra)) if compression is not None else ()
+            fit_to_budget(extra, budget, self.patch_size, fixed=fixed)
+            return extra
+        fixed = [i for i, p in enumerate(parts) if p.get("compression", compression) is not None]
+
+        def remake(i: int, ratio: int) -> VisualInput | None:
+            if parts[i].get("type") == "visual":  # already preprocessed: no source to redo
+                return None
+            return self.preprocess({**parts[i], "compression": ratio})
+
+        fit_to_budget(items, budget, self.patch_size, fixed=fixed, remake=remake)
+        return items
 
     def decode(self, token_ids, skip_special_tokens: bool = True) -> list[str]:
         """Generated ids ``[B, N]`` -> texts."""

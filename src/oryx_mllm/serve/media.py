@@ -180,6 +180,7 @@ def prepare_messages(
 
     messages: list[dict] = []
     items: list[VisualInput] = []
+    sources: list[tuple[ImagePart | VideoPart | MultiViewPart, int | None, str, dict]] = []
     n_media = 0
     for i, msg in enumerate(request.messages):
         role = "system" if msg.role == "developer" else msg.role
@@ -206,14 +207,28 @@ def prepare_messages(
                 raise from_oryx_error(exc, param=param) from exc
             items.append(item)
             parts.append({"type": "visual", "input": item})
+            sources.append((part, r, param, parts[-1]))
         messages.append({"role": role, "content": parts})
 
     if not any(m["role"] == "user" for m in messages):
         raise APIError(400, "messages must contain at least one user message", param="messages",
                        code="invalid_value")  # fmt: skip
     if request.max_visual_tokens is not None and items:
+        # inputs with an explicit ratio keep it; the others may be decoded again at a larger one
+        fixed = [k for k, (_, r, _, _) in enumerate(sources) if r is not None]
+
+        def remake(k: int, ratio: int) -> VisualInput:
+            part, _, param, slot = sources[k]
+            try:
+                slot["input"] = _decode(part, ratio, param, processor, resolver, video_opts)
+            except OryxError as exc:
+                raise from_oryx_error(exc, param=param) from exc
+            return slot["input"]
+
         try:
-            fit_to_budget(items, request.max_visual_tokens, processor.patch_size)
+            fit_to_budget(
+                items, request.max_visual_tokens, processor.patch_size, fixed=fixed, remake=remake
+            )
         except OryxError as exc:
             raise from_oryx_error(exc, param="max_visual_tokens") from exc
     tokens = sum(it.num_tokens(processor.patch_size) for it in items)
