@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -50,6 +51,55 @@ def test_bad_inputs(compressor):
         compressor(torch.randn(1, 6 * 10, 64), (6, 10), 4)
     with pytest.raises(InvalidInputError, match="grid"):
         compressor(torch.randn(1, 50, 64), (6, 10), 1)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 12, 64), (64,)])
+def test_features_of_wrong_rank_are_named(compressor, shape):
+    with pytest.raises(InvalidInputError, match=r"features must be \[T, h\*w, C\].*got shape"):
+        compressor(torch.randn(shape), (3, 4), 1)
+
+
+def test_non_tensor_features_are_named(compressor):
+    with pytest.raises(InvalidInputError, match="features must be a torch.Tensor .* got ndarray"):
+        compressor(np.zeros((1, 12, 64), dtype=np.float32), (3, 4), 1)
+
+
+def test_integer_features_are_named(compressor):
+    with pytest.raises(InvalidInputError, match="floating point, got dtype torch.int64"):
+        compressor(torch.ones(1, 12, 64, dtype=torch.long), (3, 4), 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_features_are_cast_to_the_module_dtype(compressor, dtype):
+    x = torch.randn(2, 12, 64).to(dtype)
+    y, _ = compressor(x, (2, 6), 2)
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y, compressor(x.float(), (2, 6), 2)[0])
+
+
+@pytest.mark.parametrize(
+    "grid,match",
+    [((-3, -4), "grid height must be a positive integer, got -3"),
+     ((3, 0), "grid width must be a positive integer, got 0"),
+     ((12,), r"grid must be \(h, w\), got \(12,\)"),
+     (None, r"grid must be \(h, w\), got None")],
+)  # fmt: skip
+def test_bad_grid_is_named(compressor, grid, match):
+    with pytest.raises(InvalidInputError, match=match):
+        compressor(torch.randn(1, 12, 64), grid, 1)
+
+
+@pytest.mark.parametrize("ratio", [None, 1.5, True, 0])
+def test_ratio_must_be_a_positive_integer(compressor, ratio):
+    with pytest.raises(InvalidInputError, match=f"ratio must be a positive integer, got {ratio}"):
+        compressor(torch.randn(1, 12, 64), (3, 4), ratio)
+
+
+def test_integer_like_grid_and_ratio_are_accepted(compressor):
+    x = torch.randn(1, 12, 64)
+    y, g = compressor(x, (torch.tensor(3), np.int64(4)), torch.tensor(1))
+    assert g == (3, 4) and isinstance(g[0], int)
+    torch.testing.assert_close(y, 2 * x)
 
 
 def test_memory_linear_in_frames():

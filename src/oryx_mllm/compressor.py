@@ -13,11 +13,24 @@ linear in the number of frames and cells: no ``[T, T]`` or ``[N, N]`` tensor is 
 from __future__ import annotations
 
 import math
+import operator
 
 import torch
 import torch.nn as nn
 
 from oryx_mllm.errors import InvalidInputError
+
+
+def _positive_int(value, what: str) -> int:
+    """``value`` as an int (Python/numpy int or one-element integer tensor), at least 1; floats,
+    ``None`` and bools are rejected rather than truncated."""
+    try:
+        n = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        n = None
+    if n is None or n < 1:
+        raise InvalidInputError(f"compressor {what} must be a positive integer, got {value!r}")
+    return n
 
 
 class DynamicCompressor(nn.Module):
@@ -31,14 +44,37 @@ class DynamicCompressor(nn.Module):
     def forward(
         self, features: torch.Tensor, grid: tuple[int, int], ratio: int = 1
     ) -> tuple[torch.Tensor, tuple[int, int]]:
-        """features ``[T, h*w, C]`` on an ``(h, w)`` grid -> ``([T, h/r * w/r, C], (h/r, w/r))``."""
-        h, w = int(grid[0]), int(grid[1])
-        r = int(ratio)
+        """features ``[T, h*w, C]`` on an ``(h, w)`` grid -> ``([T, h/r * w/r, C], (h/r, w/r))``.
+
+        Floating-point features are cast to the weights' dtype, so the output has that dtype.
+        """
+        if not isinstance(features, torch.Tensor):
+            kind = type(features).__name__
+            raise InvalidInputError(
+                f"compressor features must be a torch.Tensor [T, h*w, C], got {kind}"
+            )
+        if features.dim() not in (2, 3):
+            raise InvalidInputError(
+                "compressor features must be [T, h*w, C] (or [h*w, C] for one frame), "
+                f"got shape {tuple(features.shape)}"
+            )
+        if not features.is_floating_point():
+            raise InvalidInputError(
+                f"compressor features must be floating point, got dtype {features.dtype}"
+            )
+        try:
+            gh, gw = grid
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"compressor grid must be (h, w), got {grid!r}") from None
+        h, w = _positive_int(gh, "grid height"), _positive_int(gw, "grid width")
+        r = _positive_int(ratio, "compression ratio")
+        # Cast to the weights' dtype (a no-op when they match), as transformers' vision embeddings
+        # do with pixel values and as OryxModel.encode_visual already does: fp64/bf16 features on
+        # an fp32 module are valid input, and the weights' precision bounds the result anyway.
+        features = features.to(self.vlm_query_projector.weight.dtype)
         if features.dim() == 2:
             features = features[None]
         T, N, C = features.shape
-        if r < 1:
-            raise InvalidInputError(f"compression ratio must be a positive integer, got {ratio}")
         if N != h * w:
             raise InvalidInputError(f"compressor got {N} tokens per frame for a {h}x{w} grid")
         if C != self.hidden_size:

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from oryx_mllm.data.synthetic import generate, split_seed
+from oryx_mllm.errors import ConfigError
 from oryx_mllm.eval.lmms import OryxLmms
 
 TASK, SPLIT = "oryx_offline", "test"
@@ -109,3 +110,49 @@ def test_lmms_eval_resolves_oryx_to_this_adapter():
     from lmms_eval.models import get_model
 
     assert get_model("oryx") is OryxLmms
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"compression": 3}, "compression must be 1, 2 or 4, got 3"),
+     ({"compression": "x"}, "model arg compression must be an integer, got 'x'"),
+     ({"multiview": "maybe"}, "multiview must be auto, true or false, got 'maybe'")],
+)  # fmt: skip
+def test_bad_model_args_are_config_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        OryxLmms(**kwargs)
+
+
+def _run_lmms_cli(args, monkeypatch):
+    from typer.testing import CliRunner
+
+    from oryx_mllm import cli
+
+    calls = []
+    monkeypatch.setattr("subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    return CliRunner().invoke(cli.app, ["eval", "lmms", *args]), calls
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [([" , "], "error: no lmms-eval task named in ' , '"),
+     (["mme", "--batch-size", "0"], "Invalid value for '--batch-size'"),
+     (["mme", "--limit", "-1"], "Invalid value for '--limit'")],
+)  # fmt: skip
+def test_cli_eval_lmms_bad_args_fail_before_lmms_eval_runs(args, message, monkeypatch):
+    result, calls = _run_lmms_cli(args, monkeypatch)
+    assert result.exit_code == 2 and not calls
+    assert message in result.output
+
+
+def test_cli_eval_lmms_output_path_that_is_a_file_is_an_error(tmp_path, monkeypatch):
+    (tmp_path / "f").write_text("")
+    result, calls = _run_lmms_cli(["mme", "--output-path", str(tmp_path / "f")], monkeypatch)
+    assert result.exit_code == 2 and not calls
+    assert "Invalid value for '--output-path'" in result.output
+
+
+def test_cli_eval_lmms_passes_clean_task_names(monkeypatch):
+    result, calls = _run_lmms_cli(["mme, mmbench_en_dev,"], monkeypatch)
+    assert result.exit_code == 0, result.output
+    assert calls[0][calls[0].index("--tasks") + 1] == "mme,mmbench_en_dev"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
+import pytest
 from typer.testing import CliRunner
 
+from oryx_mllm.errors import ConfigError, ContextLengthError
 from oryx_mllm.eval.paper import EXPERIMENTS, PaperConfig, run_paper
 from oryx_mllm.eval.paper.needle import uniform_indices
 from oryx_mllm.eval.paper.resolution import partition_tiles, rescale_to_area
@@ -93,3 +96,50 @@ def test_cli_eval_paper_only(tiny_model_dir, tmp_path, monkeypatch):
     )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "correspondence.md").exists() and (tmp_path / "summary.md").exists()
+
+
+def test_run_paper_names_an_unknown_experiment(tmp_path):
+    with pytest.raises(ConfigError, match="'bogus'; choose from needle, resolution, compression"):
+        run_paper(None, tmp_path, TINY, only=["needle", "bogus"])
+
+
+def test_run_paper_rejects_a_file_as_output_folder(tmp_path):
+    out = tmp_path / "results.txt"
+    out.write_text("")
+    with pytest.raises(
+        ConfigError, match=re.escape(f"output folder {out} cannot be created: File exists")
+    ):
+        run_paper(None, out, TINY)
+
+
+def test_cli_eval_paper_bad_only_fails_before_loading_the_model(tmp_path):
+    from oryx_mllm import cli
+
+    args = ["eval", "paper", "--model", str(tmp_path / "no-model"), "--out", str(tmp_path / "o"),
+            "--only", "bogus"]  # fmt: skip
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: unknown experiment(s) 'bogus'; choose from needle" in result.output
+
+
+def test_cli_eval_paper_out_that_is_a_file_is_an_error(tmp_path):
+    from oryx_mllm import cli
+
+    (tmp_path / "results.txt").write_text("")
+    args = ["eval", "paper", "--out", str(tmp_path / "results.txt"), "--only", "needle"]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "cannot be created: File exists" in " ".join(result.output.split())  # rich wraps
+
+
+def test_cli_eval_paper_reports_errors_raised_by_run_paper(tiny_model_dir, tmp_path, monkeypatch):
+    from oryx_mllm import cli
+
+    def fail(*args, **kwargs):
+        raise ContextLengthError("prompt too long")
+
+    monkeypatch.setattr("oryx_mllm.eval.paper.run_paper", fail)
+    args = ["eval", "paper", "--model", str(tiny_model_dir), "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
+    assert "error: prompt too long" in result.output

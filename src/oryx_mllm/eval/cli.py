@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from oryx_mllm.errors import OryxError
+from oryx_mllm.errors import ConfigError, OryxError
 
 eval_app = typer.Typer(
     help="Evaluate: the paper's experiments in miniature, real benchmarks via lmms-eval.",
@@ -36,25 +36,25 @@ def paper(
 
     Needle heatmap, resolution, compression, coarse correspondences, encoder efficiency.
     """
-    from oryx_mllm.eval.paper import PaperConfig, run_paper
+    from oryx_mllm.cli import _fail
+    from oryx_mllm.eval.paper import PaperConfig, prepare_run, run_paper
     from oryx_mllm.pipeline import OryxPipeline
 
-    try:
-        pipe = OryxPipeline.from_pretrained(model)
-    except OryxError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(code=2) from exc
     cfg = PaperConfig.quick_config() if quick else PaperConfig.full()
     command = "oryx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    tables = run_paper(
-        pipe,
-        out,
-        cfg,
-        only=only or None,
-        command=command,
-        model_name=str(model) if model else "embedded default (oryx-tiny)",
-        progress=lambda name: console.print(f"[bold]running[/] {name} ..."),
-    )
+    try:
+        prepare_run(out, only)  # a bad --only / --out fails before the model is loaded
+        tables = run_paper(
+            OryxPipeline.from_pretrained(model),
+            out,
+            cfg,
+            only=only or None,
+            command=command,
+            model_name=str(model) if model else "embedded default (oryx-tiny)",
+            progress=lambda name: console.print(f"[bold]running[/] {name} ..."),
+        )
+    except OryxError as exc:
+        _fail(exc)
     for t in tables:
         console.print(f"{t.name}: {t.seconds:.1f} s -> {out / (t.name + '.md')}")
     console.print(f"summary: {out / 'summary.md'}")
@@ -68,9 +68,13 @@ def lmms(
     model_args: str = typer.Option(
         "", help="OryxLmms model args, e.g. pretrained=/models/Oryx-7B,compression=4"
     ),
-    batch_size: int = typer.Option(1, help="Requests per batch."),
-    output_path: Path = typer.Option(Path("lmms_results"), help="lmms-eval --output_path."),
-    limit: int | None = typer.Option(None, help="Evaluate only the first N docs of each task."),
+    batch_size: int = typer.Option(1, min=1, help="Requests per batch."),
+    output_path: Path = typer.Option(
+        Path("lmms_results"), file_okay=False, help="lmms-eval --output_path (a folder)."
+    ),
+    limit: int | None = typer.Option(
+        None, min=1, help="Evaluate only the first N docs of each task."
+    ),
 ) -> None:
     """Run lmms-eval benchmarks with the Oryx adapter (lmms-eval --model oryx).
 
@@ -78,7 +82,12 @@ def lmms(
     """
     import subprocess
 
-    cmd = [sys.executable, "-m", "lmms_eval", "--model", "oryx", "--tasks", tasks,
+    from oryx_mllm.cli import _fail
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]  # "a, b," -> a,b
+    if not names:
+        _fail(ConfigError(f"no lmms-eval task named in {tasks!r}; e.g. mmbench_en_dev"))
+    cmd = [sys.executable, "-m", "lmms_eval", "--model", "oryx", "--tasks", ",".join(names),
            "--batch_size", str(batch_size), "--output_path", str(output_path), "--log_samples"]  # fmt: skip
     if model_args:
         cmd += ["--model_args", model_args]

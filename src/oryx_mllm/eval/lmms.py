@@ -51,6 +51,7 @@ import torch
 from PIL import Image
 
 from oryx_mllm.checkpoint import DTYPES
+from oryx_mllm.errors import ConfigError
 
 try:  # lmms-eval is optional: the adapter's logic also runs (and is tested) without it
     from lmms_eval.api.model import lmms as _LmmsBase
@@ -102,7 +103,7 @@ def _opt_int(value: Any, name: str) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"model arg {name} must be an integer, got {value!r}") from exc
+        raise ConfigError(f"model arg {name} must be an integer, got {value!r}") from exc
 
 
 def _is_video(visual: Any) -> bool:
@@ -156,11 +157,11 @@ class OryxLmms(_LmmsBase):
             log.warning("OryxLmms ignores unknown model args: %s", sorted(unused))
         self.compression = _opt_int(compression, "compression")
         if self.compression not in (None, 1, 2, 4):
-            raise ValueError(f"compression must be 1, 2 or 4, got {self.compression}")
+            raise ConfigError(f"compression must be 1, 2 or 4, got {self.compression}")
         self.max_visual_tokens = _opt_int(max_visual_tokens, "max_visual_tokens")
         self.multiview = str(multiview).lower()
         if self.multiview not in ("auto", "true", "false"):
-            raise ValueError(f"multiview must be auto, true or false, got {multiview!r}")
+            raise ConfigError(f"multiview must be auto, true or false, got {multiview!r}")
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = max(1, _opt_int(batch_size, "batch_size") or 1)
 
@@ -184,7 +185,7 @@ class OryxLmms(_LmmsBase):
         elif dtype in DTYPES:
             torch_dtype = DTYPES[dtype]
         else:
-            raise ValueError(f"dtype must be auto or one of {sorted(DTYPES)}, got {dtype!r}")
+            raise ConfigError(f"dtype must be auto or one of {sorted(DTYPES)}, got {dtype!r}")
         pipe = OryxPipeline.from_pretrained(
             pretrained or None, vision_tower=vision_tower or None, torch_dtype=torch_dtype
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from oryx_mllm.errors import ConfigError
 from oryx_mllm.eval.paper import compression, correspondence, efficiency, needle, resolution
 from oryx_mllm.eval.paper.common import PaperConfig, Table
 
@@ -42,6 +43,27 @@ EXPERIMENTS: dict[str, Experiment] = {
 }
 
 
+def prepare_run(out: str | Path, only: Sequence[str] | None = None) -> tuple[Path, list[str]]:
+    """Check the experiment names and create the output folder, before any model is loaded.
+
+    Returns ``(out, names)``; :class:`ConfigError` names an unknown experiment or an unusable
+    ``out`` (an existing file, a path under a file, no permission).
+    """
+    names = list(only or EXPERIMENTS)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if unknown:
+        raise ConfigError(
+            f"unknown experiment(s) {', '.join(map(repr, unknown))}; "
+            f"choose from {', '.join(EXPERIMENTS)}"
+        )
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"output folder {out} cannot be created: {exc.strerror}") from exc
+    return out, names
+
+
 def run_paper(
     pipe,
     out: str | Path,
@@ -53,12 +75,7 @@ def run_paper(
 ) -> list[Table]:
     """Run the selected experiments (all by default) and write their tables/figures to ``out``."""
     cfg = config or PaperConfig.full()
-    names = list(only or EXPERIMENTS)
-    unknown = sorted(set(names) - set(EXPERIMENTS))
-    if unknown:
-        raise ValueError(f"unknown experiments {unknown}; choose from {sorted(EXPERIMENTS)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out, names = prepare_run(out, only)
     torch.manual_seed(0)
     tables = []
     for name in names:
@@ -90,4 +107,4 @@ def run_paper(
     return tables
 
 
-__all__ = ["EXPERIMENTS", "PaperConfig", "Table", "run_paper"]
+__all__ = ["EXPERIMENTS", "PaperConfig", "Table", "prepare_run", "run_paper"]
