@@ -180,3 +180,60 @@ def test_bf16_and_device_map(tmp_path):
     with torch.no_grad():
         out = loaded.generate(ids, mask, items, max_new_tokens=3, do_sample=False)
     assert out.shape == (1, 3)
+
+
+def test_a_failed_resave_keeps_the_old_weights(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    tok = byte_tokenizer()
+    old = tiny_model("qwen2", tok)
+    old.save_pretrained(tmp_path / "out", tokenizer=tok)
+    real_save_file, calls = safetensors.torch.save_file, []
+
+    def second_shard_fails(*args, **kwargs):  # the disk fills up after the first new shard
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        real_save_file(*args, **kwargs)
+
+    monkeypatch.setattr(safetensors.torch, "save_file", second_shard_fails)
+    with pytest.raises(OSError, match="disk full"):
+        tiny_model("qwen2", tok).save_pretrained(tmp_path / "out", max_shard_bytes=64 * 1024)
+    monkeypatch.undo()
+    assert not list((tmp_path / "out").glob(".*.tmp"))
+    loaded = OryxForConditionalGeneration.from_pretrained(tmp_path / "out")
+    for k, v in old.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
+def test_resaving_as_one_file_removes_the_old_shards(tmp_path):
+    tok = byte_tokenizer()
+    model = tiny_model("qwen2", tok)
+    model.save_pretrained(tmp_path / "out", tokenizer=tok, max_shard_bytes=64 * 1024)
+    model.save_pretrained(tmp_path / "out")
+    assert not list((tmp_path / "out").glob("model-*-of-*.safetensors"))
+
+
+def test_a_truncated_weights_file_is_a_checkpoint_error_naming_it(tmp_path):
+    tok = byte_tokenizer()
+    tiny_model("qwen2", tok).save_pretrained(tmp_path / "out", tokenizer=tok)
+    weights = tmp_path / "out" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        OryxForConditionalGeneration.from_pretrained(tmp_path / "out")
+
+
+def test_loading_without_a_tokenizer_gives_no_model_type_warning(tmp_path):
+    import logging
+
+    tok = byte_tokenizer()
+    tiny_model("qwen2", tok).save_pretrained(tmp_path / "out", tokenizer=tok)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        OryxForConditionalGeneration.from_pretrained(tmp_path / "out")
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert not [r for r in records if "model of type" in r.getMessage()]

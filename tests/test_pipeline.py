@@ -130,3 +130,117 @@ def test_marks_without_views_are_refused():
 
     with pytest.raises(InvalidInputError, match="give views"):
         OryxPipeline.messages_for("How many?", image="x.png", marks=[[(1, 2, 1)]])
+
+
+def _edit_json(path, **changes):
+    import json
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:1000])
+
+
+MALFORMED = {
+    "config not JSON": (
+        lambda d: (d / "config.json").write_text("{oops"),
+        ConfigError,
+        r"config\.json is not valid JSON",
+    ),
+    "config a list": (
+        lambda d: (d / "config.json").write_text("[1, 2]"),
+        ConfigError,
+        r"config\.json must hold a JSON object, not a list",
+    ),
+    "hidden_size a string": (
+        lambda d: _edit_json(d / "config.json", hidden_size="64"),
+        ConfigError,
+        r"config\.json: .*hidden_size",
+    ),
+    "truncated weights": (
+        lambda d: _truncate(d / "model.safetensors"),
+        CheckpointError,
+        r"model\.safetensors",
+    ),
+    "corrupt tokenizer.json": (
+        lambda d: (d / "tokenizer.json").write_text("{oops"),
+        CheckpointError,
+        r"tokenizer\.json is not valid JSON",
+    ),
+    "no tokenizer files": (
+        lambda d: [(d / n).unlink() for n in ("tokenizer.json", "tokenizer_config.json")],
+        CheckpointError,
+        r"no tokenizer in .*tokenizer\.json",
+    ),
+    "wrong-typed processor option": (
+        lambda d: _edit_json(d / "processor_config.json", image_options={"max_pixels": "big"}),
+        ConfigError,
+        r"processor_config\.json: max_pixels must be an integer",
+    ),
+    "processor config a list": (
+        lambda d: (d / "processor_config.json").write_text("[]"),
+        ConfigError,
+        r"processor_config\.json must hold a JSON object, not a list",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_malformed_model_folder_is_a_typed_error_naming_the_file(tmp_path, case):
+    import shutil
+
+    from oryx_mllm.pipeline import default_model_path
+
+    break_folder, error, match = MALFORMED[case]
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_path(), folder)
+    break_folder(folder)
+    with pytest.raises(error, match=match):
+        OryxPipeline.from_pretrained(folder)
+
+
+def test_loading_the_default_model_gives_no_model_type_warning():
+    import logging
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        OryxPipeline.from_pretrained()
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert not [r for r in records if "model of type" in r.getMessage()]
+
+
+@pytest.mark.parametrize("tokenizer_class", [None, "Qwen2Tokenizer", "LlamaTokenizer"])
+def test_the_tokenizer_is_the_class_autotokenizer_picks(tmp_path, tokenizer_class):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from oryx_mllm.pipeline import default_model_path
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_path(), folder)
+    if tokenizer_class:
+        _edit_json(folder / "tokenizer_config.json", tokenizer_class=tokenizer_class)
+    ours = OryxProcessor.from_pretrained(folder).tokenizer
+    auto = AutoTokenizer.from_pretrained(str(folder))
+    assert type(ours) is type(auto)
+    assert ours("a red circle, 42").input_ids == auto("a red circle, 42").input_ids
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"views": "a.png"}, "views must be a list of images, got str"),
+        ({"views": [picture()], "marks": [None]}, r"marks\[0\] must be an instance mask"),
+        ({"max_visual_tokens": "100"}, "max_visual_tokens must be an integer, got '100'"),
+        ({"temperature": "0.5"}, "temperature must be a number, got '0.5'"),
+    ],
+)
+def test_wrong_typed_ask_arguments_are_named(pipe, kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        pipe.ask("How many?", **kwargs)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.errors import CheckpointError, ConfigError, OryxError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -32,22 +32,68 @@ def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
     return DTYPES[name]
 
 
+def check_device(device) -> None:
+    """A device that names a GPU this machine lacks is a config error, not a deep torch assertion
+    at the first ``.to()``. Anything that is not a device string (``None``, a ``device_map``
+    dict, ``"auto"``) passes."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str) or device in ("auto", "cpu"):
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {device!r}: {exc}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} asked for, but no CUDA GPU is available here")
+
+
+def read_json(path: str | Path, error: type[OryxError] = ConfigError) -> dict:
+    """The JSON object in ``path``; a missing, unreadable or non-object file raises ``error``
+    naming the file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise error(f"cannot read {path}: {exc}") from exc
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise error(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path} must hold a JSON object, not a {type(data).__name__}")
+    return data
+
+
+def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
+    """Call each ``write(tmp_path)`` and move the results over their paths, in order.
+
+    All files are written (and fsync'ed) before the first one is moved into place, so a failure
+    while writing leaves every old file untouched.
+    """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, write in writes.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            staged.append((tmp, path))
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+    for folder in {path.parent for _, path in staged}:
+        _fsync_dir(folder)
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` and atomically move the result to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write_all({Path(path): write})
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -63,22 +109,39 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_save_safetensors(
-    state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
-) -> None:
-    from safetensors.torch import save_file
+def safetensors_writer(
+    state_dict: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` for :func:`atomic_write` that saves ``state_dict`` as safetensors."""
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    def write(tmp: str) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+        save_file(tensors, tmp, metadata=metadata)
+
+    return write
 
 
-def atomic_save_json(obj, path: str | Path) -> None:
+def json_writer(obj) -> Callable[[str], None]:
+    """A ``write(tmp_path)`` for :func:`atomic_write` that saves ``obj`` as indented JSON."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w") as fh:
             json.dump(obj, fh, indent=2)
             fh.write("\n")
 
-    atomic_write(path, write)
+    return write
+
+
+def atomic_save_safetensors(
+    state_dict: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None
+) -> None:
+    atomic_write(path, safetensors_writer(state_dict, metadata))
+
+
+def atomic_save_json(obj, path: str | Path) -> None:
+    atomic_write(path, json_writer(obj))
 
 
 # Whole-model checkpoints ------------------------------------------------------------------------
@@ -95,6 +158,7 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
 )
 DEFAULT_SHARD_BYTES = 4 * 1024**3
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
 def to_released_names(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -123,10 +187,9 @@ def _weight_files(folder: Path) -> list[Path]:
         path = folder / name
         if path.is_file():
             if name.endswith(".index.json"):
-                try:
-                    index = json.loads(path.read_text())["weight_map"]
-                except (OSError, KeyError, json.JSONDecodeError) as exc:
-                    raise CheckpointError(f"cannot read shard index {path}: {exc}") from exc
+                index = read_json(path, CheckpointError).get("weight_map")
+                if not isinstance(index, dict):
+                    raise CheckpointError(f"shard index {path} has no 'weight_map' object")
                 files = [folder / f for f in sorted(set(index.values()))]
                 missing = [str(f) for f in files if not f.is_file()]
                 if missing:
@@ -134,6 +197,54 @@ def _weight_files(folder: Path) -> list[Path]:
                 return files
             return [path]
     raise CheckpointError(f"no weights in {folder} (looked for {', '.join(WEIGHT_FILES)})")
+
+
+def _stale_weight_files(directory: Path, keep: set[Path]) -> list[Path]:
+    """Weight files of an earlier save that are not in ``keep``; shard indexes first, since they
+    would shadow a new single file."""
+    found = [directory / name for name in WEIGHT_FILES]
+    found += sorted(directory.glob("model-*-of-*.safetensors"))
+    found += sorted(directory.glob("pytorch_model-*-of-*.bin"))
+    return [path for path in found if path.is_file() and path not in keep]
+
+
+def load_config(folder: str | Path, vision_config=None):
+    """``folder/config.json`` as an :class:`OryxConfig`. Whatever is wrong with it (not JSON, not
+    an object, not an Oryx model type, a wrong-typed field) is a ConfigError naming the file."""
+    from oryx_mllm.config import OryxConfig
+
+    path = Path(folder) / "config.json"
+    data = read_json(path)
+    try:
+        config = OryxConfig.from_dict(data, vision_config=vision_config)
+        config.llm_config()  # transformers' own field checks (hidden_size "64" ...)
+    except Exception as exc:  # ours, or whatever transformers' config classes raise
+        raise ConfigError(f"invalid {path}: {exc}") from exc
+    return config
+
+
+def load_tokenizer(folder: str | Path):
+    """The tokenizer saved in ``folder``, of the class ``AutoTokenizer`` picks from its
+    ``tokenizer_config.json``. Any problem is a CheckpointError naming the folder or the file.
+
+    The folder's ``config.json`` is an Oryx config that transformers cannot parse; left to read
+    it, ``AutoTokenizer`` falls back to an empty config with a misleading "model of type
+    `oryx_qwen`" warning, so it gets that empty config directly.
+    """
+    from transformers import AutoTokenizer, PretrainedConfig
+
+    folder = Path(folder)
+    try:
+        return AutoTokenizer.from_pretrained(str(folder), config=PretrainedConfig())
+    except Exception as exc:  # missing or corrupt tokenizer files raise many different types
+        for name in ("tokenizer_config.json", "tokenizer.json"):
+            if (folder / name).is_file():
+                read_json(folder / name, CheckpointError)  # names a corrupt file
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            raise CheckpointError(
+                f"no tokenizer in {folder} (looked for {', '.join(TOKENIZER_FILES)})"
+            ) from exc
+        raise CheckpointError(f"cannot load the tokenizer in {folder}: {exc}") from exc
 
 
 def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
@@ -211,7 +322,6 @@ def load_oryx(
     import transformers
     from transformers import AutoModelForCausalLM
 
-    from oryx_mllm.config import OryxConfig
     from oryx_mllm.model import OryxForConditionalGeneration
     from oryx_mllm.vision import OryxViT
 
@@ -221,11 +331,11 @@ def load_oryx(
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     if isinstance(vision_tower, OryxViT) and vision_config is None:
         vision_config = vision_tower.config
-    config = OryxConfig.load(folder, vision_config=vision_config)
+    config = load_config(folder, vision_config=vision_config)
     dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
+    weights = read_connector_weights(folder)  # a missing or corrupt file: clear error first
 
     # 1. language model ---------------------------------------------------------------------
-    _weight_files(folder)  # clear error before transformers' own
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if device_map is not None:
         kwargs["device_map"] = device_map
@@ -255,7 +365,6 @@ def load_oryx(
         log.warning(msg)
 
     # 2. vision tower -------------------------------------------------------------------------
-    weights = read_connector_weights(folder)
     has_tower = any(k.startswith("vision_tower.") for k in weights)
     if isinstance(vision_tower, (str, Path)):
         vision_tower = OryxViT.from_pretrained(vision_tower, config=config.vision_config)
@@ -286,9 +395,7 @@ def load_oryx(
 
     # 3. assemble -----------------------------------------------------------------------------
     if tokenizer is None and (folder / "tokenizer_config.json").exists():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = load_tokenizer(folder)
     if tokenizer is not None:
         from oryx_mllm.processing.chat import ensure_visual_token
 
@@ -323,12 +430,13 @@ def save_oryx(
     """Write ``model`` to ``directory``: safetensors shards under the released names (encoder
     included), ``config.json`` (released layout + our typed extras), the tokenizer if given.
 
-    Every file is written atomically; the shard index and config come last.
+    Weights, shard index and config are all written to temporary files before any is moved into
+    place, so a save that fails leaves an earlier checkpoint in ``directory`` as it was; the
+    earlier save's other weight files are removed only after the new ones are in place.
     """
     import copy
 
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     state = to_released_names(model.state_dict())
     llm = model.language_model
     # tied weights share storage; keep one copy (transformers re-ties on load)
@@ -336,27 +444,27 @@ def save_oryx(
     if out_emb is not None and out_emb.weight is llm.get_input_embeddings().weight:
         state = {k: v for k, v in state.items() if k != "lm_head.weight"}
     shards = _shards(state, max_shard_bytes)
-    for name in WEIGHT_FILES:  # stale files from an earlier save would shadow the new ones
-        if (directory / name).exists():
-            (directory / name).unlink()
     meta = {"format": "pt"}
     if len(shards) == 1:
-        atomic_save_safetensors(shards[0], directory / "model.safetensors", metadata=meta)
+        writes = {directory / "model.safetensors": safetensors_writer(shards[0], meta)}
     else:
-        weight_map, total = {}, 0
+        writes, weight_map, total = {}, {}, 0
         for i, shard in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            atomic_save_safetensors(shard, directory / name, metadata=meta)
+            writes[directory / name] = safetensors_writer(shard, meta)
             weight_map.update(dict.fromkeys(shard, name))
             total += sum(v.numel() * v.element_size() for v in shard.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        atomic_save_json(index, directory / "model.safetensors.index.json")
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(directory))
-    if getattr(llm, "generation_config", None) is not None:
-        llm.generation_config.save_pretrained(str(directory))
+        writes[directory / "model.safetensors.index.json"] = json_writer(index)
     config = copy.deepcopy(model.config)
     config.text_config = {**llm.config.to_dict(), "model_type": config.llm_type}
     config.mm_vision_tower = None  # the encoder is in the weights
     config.vision_config = model.vision_tower.config
-    config.save(directory / "config.json")
+    writes[directory / "config.json"] = json_writer(config.to_dict())
+    atomic_write_all(writes)
+    for path in _stale_weight_files(directory, keep=set(writes)):
+        path.unlink()
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(directory))
+    if getattr(llm, "generation_config", None) is not None:
+        llm.generation_config.save_pretrained(str(directory))

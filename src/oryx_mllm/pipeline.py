@@ -22,27 +22,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from oryx_mllm.errors import CheckpointError, ConfigError, InvalidInputError
+from oryx_mllm.checkpoint import check_device, load_config
+from oryx_mllm.errors import CheckpointError, InvalidInputError
 from oryx_mllm.processing.chat import IM_END
+from oryx_mllm.processing.options import check_number
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 
 DEFAULT_MODEL_NAME = "oryx-tiny"
-
-
-def check_device(device_map) -> None:
-    """A device string that names a GPU this machine lacks is a config error, not a deep
-    torch assertion at the first ``.to()``."""
-    if not isinstance(device_map, str) or device_map in ("auto", "cpu"):
-        return
-    try:
-        kind = torch.device(device_map).type
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device_map!r}: {exc}") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device_map!r} asked for, but no CUDA GPU is available here")
 
 
 def default_model_path() -> Path:
@@ -92,6 +82,11 @@ def _info(item: VisualInput, patch_size: int) -> InputInfo:
     )
 
 
+def _is_list(value) -> bool:
+    """A list or tuple, not a string (which would be iterated letter by letter)."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
 def _marked_objects(item: VisualInput) -> int | None:
     locations = (item.meta or {}).get("mark_locations")
     if locations is None:
@@ -132,6 +127,7 @@ class OryxPipeline:
                 else ""
             )
             raise CheckpointError(f"no Oryx model at {folder}{hint}")
+        load_config(folder)  # a malformed config.json is named before the tokenizer reads it
         processor = OryxProcessor.from_pretrained(folder, **processor_kwargs)
         model = OryxForConditionalGeneration.from_pretrained(
             folder,
@@ -163,6 +159,19 @@ class OryxPipeline:
             raise InvalidInputError(
                 "marks (instance masks or points) are drawn on views: give views"
             )
+        if views is not None and not _is_list(views):
+            raise InvalidInputError(f"views must be a list of images, got {type(views).__name__}")
+        if marks is not None:
+            if not _is_list(marks):
+                raise InvalidInputError(
+                    f"marks must be a list with one entry per view, got {type(marks).__name__}"
+                )
+            for i, m in enumerate(marks):
+                if not isinstance(m, (np.ndarray, torch.Tensor)) and not _is_list(m):
+                    raise InvalidInputError(
+                        f"marks[{i}] must be an instance mask or a list of (x, y, object_id) "
+                        f"points, got {type(m).__name__}"
+                    )
         parts: list[dict] = []
         images = image if isinstance(image, (list, tuple)) else ([] if image is None else [image])
         for im in images:
@@ -212,6 +221,12 @@ class OryxPipeline:
         visual_inputs: Sequence[Sequence[VisualInput]] | None = None,
     ) -> list[Answer]:
         """Answer several conversations in one batch (greedy when ``temperature == 0``)."""
+        check_number("max_new_tokens", max_new_tokens, integer=True, error=InvalidInputError)
+        check_number("temperature", temperature, error=InvalidInputError)
+        check_number("top_p", top_p, error=InvalidInputError)
+        for name, value in (("max_visual_tokens", max_visual_tokens), ("seed", seed)):
+            if value is not None:
+                check_number(name, value, integer=True, error=InvalidInputError)
         if max_new_tokens < 1:
             raise InvalidInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:

@@ -219,3 +219,68 @@ def test_sincos_position_table_rejects_bad_sizes(grid, dim):
 
     with pytest.raises(ConfigError, match="sincos position table"):
         sincos_position_table(grid, dim)
+
+
+def test_a_failed_save_of_another_shape_keeps_the_folder_consistent(tmp_path, monkeypatch):
+    import safetensors.torch
+
+    OryxViT(OryxViTConfig.tiny()).save_pretrained(tmp_path / "vit")
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", disk_full)
+    with pytest.raises(OSError, match="disk full"):
+        OryxViT(OryxViTConfig.tiny(depth=3)).save_pretrained(tmp_path / "vit")
+    monkeypatch.undo()
+    assert OryxViT.from_pretrained(tmp_path / "vit").config == OryxViTConfig.tiny()
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"num_heads": 0}, "num_heads must be a positive integer, got 0"),
+        ({"num_heads": -4}, "num_heads must be a positive integer, got -4"),
+        ({"mlp_hidden_size": 0}, "mlp_hidden_size must be a positive integer, got 0"),
+        ({"hidden_size": "64"}, "hidden_size must be a positive integer, got '64'"),
+    ],
+)
+def test_bad_sizes_are_config_errors_naming_the_field(overrides, match):
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=match):
+        OryxViTConfig.tiny(**overrides)
+
+
+def test_from_dict_of_none_is_a_config_error():
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="vision_config must be a mapping"):
+        OryxViTConfig.from_dict(None)
+
+
+def test_a_wrong_typed_field_in_a_folder_config_names_the_file_and_field(tmp_path):
+    import json
+
+    from oryx_mllm.errors import ConfigError
+
+    OryxViT(OryxViTConfig.tiny()).save_pretrained(tmp_path / "vit")
+    config = json.loads((tmp_path / "vit" / "config.json").read_text())
+    (tmp_path / "vit" / "config.json").write_text(json.dumps({**config, "hidden_size": "64"}))
+    with pytest.raises(ConfigError, match=r"config\.json: hidden_size must be a positive integer"):
+        OryxViT.from_pretrained(tmp_path / "vit")
+
+
+def test_from_pretrained_takes_a_dtype_name(tmp_path):
+    OryxViT(OryxViTConfig.tiny()).save_pretrained(tmp_path / "vit")
+    model = OryxViT.from_pretrained(tmp_path / "vit", torch_dtype="bfloat16")
+    assert model.pos_embed.dtype == torch.bfloat16
+
+
+def test_from_pretrained_on_a_missing_gpu_is_a_config_error(tmp_path, monkeypatch):
+    from oryx_mllm.errors import ConfigError
+
+    OryxViT(OryxViTConfig.tiny()).save_pretrained(tmp_path / "vit")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        OryxViT.from_pretrained(tmp_path / "vit", device="cuda")

@@ -14,12 +14,13 @@ functions enforce this by using ``lcm(multiple, 16 * r)`` as the effective multi
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
 from PIL import Image
 
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.errors import ConfigError, OryxError
 
 PATCH_SIZE = 16
 
@@ -31,9 +32,41 @@ RESAMPLING: dict[str, Image.Resampling] = {
 }
 
 
-def _check_positive(name: str, value: float) -> None:
+def check_number(
+    name: str, value, integer: bool = False, error: type[OryxError] = ConfigError
+) -> None:
+    """``value`` is a real number (an integer when ``integer``); a bool or a string is not."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise error(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+
+
+def _check_positive(name: str, value, integer: bool = False) -> None:
+    check_number(name, value, integer)
     if not value > 0:
         raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_rgb(name: str, value, integer: bool = False) -> None:
+    """Three numbers, one per channel (R, G, B); colours are integers in [0, 255]."""
+    if not isinstance(value, (tuple, list)) or len(value) != 3:
+        raise ConfigError(f"{name} must have 3 values (R, G, B), got {value!r}")
+    for v in value:
+        check_number(name, v, integer)
+        if integer and not 0 <= v <= 255:
+            raise ConfigError(f"{name} values must be in [0, 255], got {value!r}")
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _check_mean_std(mean, std) -> None:
+    _check_rgb("mean", mean)
+    _check_rgb("std", std)
+    if any(s <= 0 for s in std):
+        raise ConfigError(f"std must be > 0, got {std}")
 
 
 @dataclass(frozen=True)
@@ -65,18 +98,20 @@ class ImageOptions:
 
     def __post_init__(self) -> None:
         for name in ("max_pixels", "multiple", "min_side", "upscale_to", "lowres_pixels"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("lowres_multiple", self.lowres_multiple)
+            _check_positive(name, getattr(self, name), integer=True)
+        _check_positive("lowres_multiple", self.lowres_multiple, integer=True)
         if self.max_pixels < self.multiple**2 or self.lowres_pixels < self.lowres_multiple**2:
             raise ConfigError("max_pixels / lowres_pixels must hold at least one multiple²")
         if self.max_input_pixels is not None:
-            _check_positive("max_input_pixels", self.max_input_pixels)
+            _check_positive("max_input_pixels", self.max_input_pixels, integer=True)
         if self.resample not in RESAMPLING:
             raise ConfigError(
                 f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
             )
-        if any(s <= 0 for s in self.std):
-            raise ConfigError(f"std must be > 0, got {self.std}")
+        _check_mean_std(self.mean, self.std)
+        if self.alpha_background is not None:
+            _check_rgb("alpha_background", self.alpha_background, integer=True)
+        _check_bool("apply_exif_orientation", self.apply_exif_orientation)
 
 
 @dataclass(frozen=True)
@@ -125,10 +160,12 @@ class VideoOptions:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
-        for name in ("fps", "max_frames", "long_max_frames", "compression", "long_compression"):
+        for name in ("fps", "list_fps"):
             _check_positive(name, getattr(self, name))
-        for name in ("min_pixels", "max_pixels", "multiple", "long_multiple", "list_fps"):
-            _check_positive(name, getattr(self, name))
+        for name in ("max_frames", "long_max_frames", "compression", "long_compression"):
+            _check_positive(name, getattr(self, name), integer=True)
+        for name in ("min_pixels", "max_pixels", "multiple", "long_multiple"):
+            _check_positive(name, getattr(self, name), integer=True)
         if self.min_pixels > self.max_pixels:
             raise ConfigError("min_pixels must be <= max_pixels")
         if self.max_pixels < max(self.multiple, self.long_multiple) ** 2:
@@ -137,12 +174,21 @@ class VideoOptions:
             raise ConfigError(f"long_video must be True, False or 'auto', got {self.long_video!r}")
         if self.long_threshold_s is not None:
             _check_positive("long_threshold_s", self.long_threshold_s)
+        if self.seek_min_gap_s is not None:
+            check_number("seek_min_gap_s", self.seek_min_gap_s)
+        if self.max_input_pixels is not None:
+            _check_positive("max_input_pixels", self.max_input_pixels, integer=True)
         if self.resample not in RESAMPLING:
             raise ConfigError(
                 f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
             )
-        if any(s <= 0 for s in self.std):
-            raise ConfigError(f"std must be > 0, got {self.std}")
+        _check_mean_std(self.mean, self.std)
+        if not isinstance(self.image_extensions, (tuple, list)) or not all(
+            isinstance(e, str) for e in self.image_extensions
+        ):
+            raise ConfigError(
+                f"image_extensions must be a list of strings, got {self.image_extensions!r}"
+            )
 
     @property
     def threshold_s(self) -> float:
@@ -168,9 +214,13 @@ class MarkStyle:
 
     def __post_init__(self) -> None:
         _check_positive("marks.radius_frac", self.radius_frac)
-        _check_positive("marks.min_radius", self.min_radius)
+        _check_positive("marks.min_radius", self.min_radius, integer=True)
+        check_number("marks.outline_width", self.outline_width, integer=True)
         if self.outline_width < 0:
             raise ConfigError(f"marks.outline_width must be >= 0, got {self.outline_width!r}")
+        if self.outline is not None:
+            _check_rgb("marks.outline", self.outline, integer=True)
+        _check_bool("marks.draw_text", self.draw_text)
 
 
 @dataclass(frozen=True)
@@ -183,7 +233,14 @@ class MultiViewOptions:
     min_mask_area: int = 1  # objects covering fewer pixels in a view get no mark there
 
     def __post_init__(self) -> None:
-        _check_positive("max_views", self.max_views)
+        for name, cls in (("frame", VideoOptions), ("marks", MarkStyle)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(
+                    f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__} "
+                    "(multiview_options_from_dict builds one from a dict)"
+                )
+        _check_positive("max_views", self.max_views, integer=True)
+        check_number("min_mask_area", self.min_mask_area, integer=True)
 
 
 # Serialisation (processor_config.json next to the model's weights) -----------------------------
@@ -194,6 +251,11 @@ def options_to_dict(options) -> dict:
     import dataclasses
 
     return dataclasses.asdict(options)
+
+
+def _check_mapping(cls, data) -> None:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a mapping, not a {type(data).__name__}")
 
 
 def _tuples(cls, data: dict) -> dict:
@@ -211,6 +273,7 @@ def _from_dict(cls, data: dict | None):
 
     if data is None:
         return None
+    _check_mapping(cls, data)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -229,6 +292,7 @@ def video_options_from_dict(data: dict | None) -> VideoOptions | None:
 def multiview_options_from_dict(data: dict | None) -> MultiViewOptions | None:
     if data is None:
         return None
+    _check_mapping(MultiViewOptions, data)
     data = dict(data)
     frame = video_options_from_dict(data.pop("frame", None)) or VideoOptions()
     marks = _from_dict(MarkStyle, data.pop("marks", None)) or MarkStyle()

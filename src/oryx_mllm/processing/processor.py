@@ -62,28 +62,26 @@ class OryxProcessor:
     def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
         """The tokenizer in ``path`` plus the options of ``processor_config.json`` when present
         (released folders have none: the released preprocessing defaults then apply)."""
-        import json
-
-        from transformers import AutoTokenizer
-
+        from oryx_mllm.checkpoint import load_tokenizer, read_json
         from oryx_mllm.errors import ConfigError
         from oryx_mllm.processing import options as opts
 
-        saved: dict = {}
         config_file = Path(path) / PROCESSOR_CONFIG
-        if config_file.exists():
-            try:
-                saved = json.loads(config_file.read_text())
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{config_file} is not valid JSON: {exc}") from exc
-        parsed = {
-            "patch_size": saved.get("patch_size", 16),
-            "system": saved.get("system", DEFAULT_SYSTEM),
-            "image_options": opts.image_options_from_dict(saved.get("image_options")),
-            "video_options": opts.video_options_from_dict(saved.get("video_options")),
-            "multiview_options": opts.multiview_options_from_dict(saved.get("multiview_options")),
-        }
-        return cls(AutoTokenizer.from_pretrained(str(path)), **{**parsed, **kwargs})
+        saved = read_json(config_file) if config_file.exists() else {}
+        try:
+            parsed = {
+                "patch_size": saved.get("patch_size", 16),
+                "system": saved.get("system", DEFAULT_SYSTEM),
+                "image_options": opts.image_options_from_dict(saved.get("image_options")),
+                "video_options": opts.video_options_from_dict(saved.get("video_options")),
+                "multiview_options": opts.multiview_options_from_dict(
+                    saved.get("multiview_options")
+                ),
+            }
+            opts.check_number("patch_size", parsed["patch_size"], integer=True)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid {config_file}: {exc}") from exc
+        return cls(load_tokenizer(path), **{**parsed, **kwargs})
 
     def to_dict(self) -> dict:
         from oryx_mllm.processing.options import options_to_dict

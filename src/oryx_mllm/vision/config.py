@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +11,16 @@ from oryx_mllm.errors import ConfigError
 
 ACTIVATIONS = ("gelu", "gelu_pytorch_tanh")
 POSITION_INITS = ("normal", "sincos")
+POSITIVE_INT_FIELDS = (
+    "hidden_size",
+    "depth",
+    "num_heads",
+    "mlp_hidden_size",
+    "patch_size",
+    "num_channels",
+    "position_grid",
+    "max_patches_per_image",
+)
 
 
 @dataclass
@@ -40,6 +50,17 @@ class OryxViTConfig:
     position_init: str = "normal"
 
     def __post_init__(self) -> None:
+        for name in POSITIVE_INT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        eps = self.layer_norm_eps
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ConfigError(f"layer_norm_eps must be a number > 0, got {eps!r}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ConfigError(
+                f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
+            )
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -52,9 +73,6 @@ class OryxViTConfig:
             raise ConfigError(
                 f"position_init 'sincos' needs hidden_size divisible by 4, got {self.hidden_size}"
             )
-        for name in ("depth", "patch_size", "position_grid", "max_patches_per_image"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def head_dim(self) -> int:
@@ -80,6 +98,10 @@ class OryxViTConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> OryxViTConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"vision_config must be a mapping of OryxViTConfig fields, not {data!r}"
+            )
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -87,11 +109,16 @@ class OryxViTConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from oryx_mllm.checkpoint import atomic_save_json
+
+        atomic_save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> OryxViTConfig:
+        from oryx_mllm.checkpoint import read_json
+
+        data = read_json(path)
         try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read OryxViT config {path}: {exc}") from exc
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(f"invalid OryxViT config {path}: {exc}") from exc

@@ -268,15 +268,19 @@ class OryxViT(nn.Module):
         cls,
         path: str | Path,
         config: OryxViTConfig | None = None,
-        torch_dtype: torch.dtype | None = None,
+        torch_dtype: torch.dtype | str | None = None,
         device: torch.device | str | None = None,
     ) -> OryxViT:
         """Load the released ``oryx_vit.pth``, a ``.safetensors`` file, or a saved folder.
 
         A folder holds ``config.json`` + ``model.safetensors`` (see :meth:`save_pretrained`).
         For a bare weights file the config defaults to the released encoder; pass ``config``
-        for other shapes.
+        for other shapes. ``torch_dtype`` is a dtype or its name (``"bfloat16"``).
         """
+        from oryx_mllm.checkpoint import check_device, resolve_dtype
+
+        torch_dtype = resolve_dtype(torch_dtype)
+        check_device(device)
         path = Path(path)
         if path.is_dir():
             if config is None and (path / "config.json").exists():
@@ -296,12 +300,17 @@ class OryxViT(nn.Module):
         return model.to(device=device, dtype=torch_dtype)
 
     def save_pretrained(self, directory: str | Path) -> None:
-        from oryx_mllm.checkpoint import atomic_save_safetensors
+        """``model.safetensors`` + ``config.json``, both written before either replaces an
+        earlier save (so a failed save leaves that one consistent)."""
+        from oryx_mllm.checkpoint import atomic_write_all, json_writer, safetensors_writer
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory / "config.json")
-        atomic_save_safetensors(self.state_dict(), directory / "model.safetensors")
+        atomic_write_all(
+            {
+                directory / "model.safetensors": safetensors_writer(self.state_dict()),
+                directory / "config.json": json_writer(self.config.to_dict()),
+            }
+        )
 
 
 def resample_position_table(table: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
