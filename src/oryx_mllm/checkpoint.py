@@ -208,21 +208,6 @@ def _stale_weight_files(directory: Path, keep: set[Path]) -> list[Path]:
     return [path for path in found if path.is_file() and path not in keep]
 
 
-def load_config(folder: str | Path, vision_config=None):
-    """``folder/config.json`` as an :class:`OryxConfig`. Whatever is wrong with it (not JSON, not
-    an object, not an Oryx model type, a wrong-typed field) is a ConfigError naming the file."""
-    from oryx_mllm.config import OryxConfig
-
-    path = Path(folder) / "config.json"
-    data = read_json(path)
-    try:
-        config = OryxConfig.from_dict(data, vision_config=vision_config)
-        config.llm_config()  # transformers' own field checks (hidden_size "64" ...)
-    except Exception as exc:  # ours, or whatever transformers' config classes raise
-        raise ConfigError(f"invalid {path}: {exc}") from exc
-    return config
-
-
 def load_tokenizer(folder: str | Path):
     """The tokenizer saved in ``folder``, of the class ``AutoTokenizer`` picks from its
     ``tokenizer_config.json``. Any problem is a CheckpointError naming the folder or the file.
@@ -322,6 +307,7 @@ def load_oryx(
     import transformers
     from transformers import AutoModelForCausalLM
 
+    from oryx_mllm.config import OryxConfig
     from oryx_mllm.model import OryxForConditionalGeneration
     from oryx_mllm.vision import OryxViT
 
@@ -331,7 +317,7 @@ def load_oryx(
         raise CheckpointError(f"checkpoint folder not found: {folder}")
     if isinstance(vision_tower, OryxViT) and vision_config is None:
         vision_config = vision_tower.config
-    config = load_config(folder, vision_config=vision_config)
+    config = OryxConfig.load(folder, vision_config=vision_config)
     dtype = resolve_dtype(dtype if dtype is not None else torch_dtype)
     weights = read_connector_weights(folder)  # a missing or corrupt file: clear error first
 

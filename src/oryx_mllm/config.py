@@ -10,7 +10,6 @@ configs lack (defaults then apply).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +134,8 @@ class OryxConfig:
     def from_dict(cls, data: dict, vision_config: OryxViTConfig | None = None) -> OryxConfig:
         """Parse a config.json dict; ``vision_config`` overrides the encoder shape (released
         configs do not store it and default to the released Oryx-ViT)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"an Oryx config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
         if "model_type" not in data:
             raise ConfigError("config has no 'model_type' (expected oryx_qwen / oryx_llama)")
@@ -161,11 +162,17 @@ class OryxConfig:
 
     @classmethod
     def load(cls, path: str | Path, vision_config: OryxViTConfig | None = None) -> OryxConfig:
+        """``config.json`` (or the folder holding it). Whatever is wrong with it (unreadable, not
+        a JSON object, not an Oryx model type, a wrong-typed field) is a ConfigError naming it."""
+        from oryx_mllm.checkpoint import read_json
+
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
+        data = read_json(path)
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read Oryx config {path}: {exc}") from exc
-        return cls.from_dict(data, vision_config=vision_config)
+            config = cls.from_dict(data, vision_config=vision_config)
+            config.llm_config()  # transformers' own field checks (hidden_size "64" ...)
+        except Exception as exc:  # ours, or whatever transformers' config classes raise
+            raise ConfigError(f"invalid {path}: {exc}") from exc
+        return config

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from oryx_mllm.checkpoint import check_device, load_config
+from oryx_mllm.checkpoint import check_device
+from oryx_mllm.config import OryxConfig
 from oryx_mllm.errors import CheckpointError, InvalidInputError
 from oryx_mllm.processing.chat import IM_END
 from oryx_mllm.processing.options import check_number
@@ -127,7 +128,7 @@ class OryxPipeline:
                 else ""
             )
             raise CheckpointError(f"no Oryx model at {folder}{hint}")
-        load_config(folder)  # a malformed config.json is named before the tokenizer reads it
+        OryxConfig.load(folder)  # a malformed config.json is named before the tokenizer reads it
         processor = OryxProcessor.from_pretrained(folder, **processor_kwargs)
         model = OryxForConditionalGeneration.from_pretrained(
             folder,
