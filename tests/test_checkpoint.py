@@ -237,3 +237,14 @@ def test_loading_without_a_tokenizer_gives_no_model_type_warning(tmp_path):
     finally:
         logging.getLogger("transformers").removeHandler(handler)
     assert not [r for r in records if "model of type" in r.getMessage()]
+
+
+def test_an_oryx_config_that_is_not_an_object_is_a_config_error(tmp_path):
+    from oryx_mllm.config import OryxConfig
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a JSON object, got list"):
+        OryxConfig.from_dict([1, 2])
+    (tmp_path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match=r"config.json must hold a JSON object, not a list"):
+        OryxConfig.load(tmp_path)
