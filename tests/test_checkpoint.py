@@ -240,7 +240,6 @@ def test_loading_without_a_tokenizer_gives_no_model_type_warning(tmp_path):
 
 
 def test_an_oryx_config_that_is_not_an_object_is_a_config_error(tmp_path):
-    from oryx_mllm.config import OryxConfig
     from oryx_mllm.errors import ConfigError
 
     with pytest.raises(ConfigError, match="must be a JSON object, got list"):
