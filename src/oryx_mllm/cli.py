@@ -209,6 +209,9 @@ def ask(
     except OryxError as exc:
         _fail(exc)
     console.print(answer.text)
+    for info in answer.inputs:
+        for warning in info.warnings:
+            err_console.print(f"[yellow]warning:[/] {warning}")
     parts = [
         f"{_describe_input(i)} ({_ratio(i.compression)}, {i.visual_tokens} tokens)"
         for i in answer.inputs

@@ -52,6 +52,8 @@ class InputInfo:
     visual_tokens: int
     # multi-view scenes drawn with coarse-correspondence marks: how many distinct objects got one
     marked_objects: int | None = None
+    # what the user should know about the input (e.g. a video that decodes only in part)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -80,7 +82,20 @@ def _info(item: VisualInput, patch_size: int) -> InputInfo:
         compression=item.compression,
         visual_tokens=item.num_tokens(patch_size),
         marked_objects=_marked_objects(item),
+        warnings=_input_warnings(item),
     )
+
+
+def _input_warnings(item: VisualInput) -> list[str]:
+    meta, out = item.meta or {}, []
+    if "frames_end_s" in meta:
+        out.append(
+            f"the video's frames end at {meta['frames_end_s']:g} s, before its stated duration of "
+            f"{meta.get('duration', 0):g} s (truncated or damaged file): only that part was seen"
+        )
+    if meta.get("decode_error"):
+        out.append(f"decoding stopped at a damaged frame: {meta['decode_error']}")
+    return out
 
 
 def _is_list(value) -> bool:

@@ -206,3 +206,21 @@ def test_seeking_gives_the_same_frames_as_decoding_everything(make_video, name, 
     marker = sample_video(path, VideoOptions(fps=1 / 13.3, max_frames=64))  # targets 0, 13.3, ...
     assert marker.meta["seek"] is True and marker.timestamps[1] == pytest.approx(13.3)
     assert np.asarray(marker.frames[1])[5, 5].tolist()[0] > 200  # the red frame 133
+
+
+def test_a_truncated_file_is_sampled_as_far_as_it_decodes_and_says_so(make_video):
+    path = make_video("clip.mkv", num_frames=20, fps=1)  # 20 s; matroska keeps the duration
+    whole = preprocess_video(path)  # in its header, so a cut file still claims 20 s
+    assert "frames_end_s" not in whole.meta and len(whole.frames) == 20
+    data = path.read_bytes()
+    cut = path.with_name("cut.mkv")
+    cut.write_bytes(data[: len(data) // 2])
+    part = preprocess_video(cut)
+    assert part.meta["duration"] == pytest.approx(20.0, abs=1.0)
+    assert 0 < part.meta["frames_end_s"] < 15 and 1 <= len(part.frames) < 20
+    # what an Answer reports for its inputs (oryx ask prints it as a warning)
+    from oryx_mllm.pipeline import _info
+
+    assert _info(whole, 16).warnings == []
+    (warning,) = _info(part, 16).warnings
+    assert "before its stated duration of 20 s (truncated or damaged file)" in warning

@@ -410,6 +410,11 @@ def sample_video(
     meta = dict(src.meta, num_targets=len(targets))
     if decode_error is not None:
         meta["decode_error"] = decode_error
+    # The frames stop well before the last target: the file is shorter than its header says
+    # (truncated) or damaged. What decoded is used; callers can tell the user.
+    last = times[-1] + src.start
+    if targets[-1] - last > max(2 * src.frame_dt, 1.0 / opt.fps):
+        meta["frames_end_s"] = round(times[-1], 3)
     return SampledFrames(frames, times, long, src.duration, original, src.name, meta)
 
 
