@@ -58,3 +58,43 @@ def test_cli_reads_reports_and_names_bad_files(tmp_path, capsys):
     assert main([str(tmp_path / "missing.json"), str(b)]) == 2
     err = capsys.readouterr().err
     assert "bad.json: not a JSON report" in err and "missing.json: no such report" in err
+
+
+def _cli_error(tmp_path, capsys, a_text: str | bytes) -> tuple[str, str]:
+    """Run the CLI on report A = ``a_text`` and a valid B; assert exit 2; return (A's path, err)."""
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_bytes(a_text.encode() if isinstance(a_text, str) else a_text)
+    b.write_text(json.dumps(_report({"s:0": False, "s:1": True})))
+    assert main([str(a), str(b)]) == 2
+    return str(a), capsys.readouterr().err
+
+
+def test_cli_rejects_a_string_correct_naming_file_and_sample(tmp_path, capsys):
+    text = json.dumps({"samples": [{"id": "s:0", "correct": "false"}]})
+    a, err = _cli_error(tmp_path, capsys, text)
+    assert f"error: {a}: sample 's:0': 'correct' must be true or false, got 'false'" in err
+
+
+def test_cli_rejects_a_report_that_is_not_utf8(tmp_path, capsys):
+    a, err = _cli_error(tmp_path, capsys, b'{"samples": [{"id": "\xff", "correct": true}]}')
+    assert f"error: {a}: not a JSON report (" in err and "utf-8" in err
+
+
+def test_cli_rejects_list_sample_ids_naming_the_file(tmp_path, capsys):
+    a, err = _cli_error(
+        tmp_path, capsys, json.dumps({"samples": [{"id": ["s", 0], "correct": True}]})
+    )
+    assert f"error: {a}: sample ids must be strings, got ['s', 0]" in err
+
+
+def test_cli_rejects_a_sample_id_given_twice(tmp_path, capsys):
+    text = json.dumps(
+        {"samples": [{"id": "s:0", "correct": True}, {"id": "s:0", "correct": False}]}
+    )
+    a, err = _cli_error(tmp_path, capsys, text)
+    assert f"error: {a}: sample 's:0' appears twice" in err
+
+
+def test_compare_rejects_an_integer_correct():
+    with pytest.raises(DataError, match="report B: sample 's:0': 'correct' must be true or false"):
+        compare(_report({"s:0": True}), {"samples": [{"id": "s:0", "correct": 1}]})

@@ -70,3 +70,99 @@ def test_main_reports_a_bad_device_without_a_traceback(tmp_path, capsys):
     assert main(["--device", "tpu9", "--per-task", "1", "--out", str(tmp_path)]) == 2
     assert "unknown device 'tpu9'" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def _main_error(tmp_path, capsys, *args: str) -> str:
+    """Run the CLI with ``args``; assert it exits with 2 and writes nothing; return stderr."""
+    from oryx_mllm.eval.synthetic import main
+
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+    return capsys.readouterr().err
+
+
+def test_main_lists_the_known_tasks_for_an_unknown_task(tmp_path, capsys):
+    err = _main_error(tmp_path, capsys, "--tasks", "nonexistent_task")
+    assert err.startswith("error: unknown task or family 'nonexistent_task'; families: documents")
+    assert "multiview_scenes; tasks: documents/line_code" in err and "multiview/closer" in err
+
+
+def test_main_rejects_a_training_only_task(tmp_path, capsys):
+    err = _main_error(tmp_path, capsys, "--tasks", "objects/qa_session")
+    assert "unknown task or family 'objects/qa_session'" in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "name"),
+    [
+        ("--per-task", "per_task"),
+        ("--batch-size", "batch_size"),
+        ("--image-size", "image_size"),
+        ("--long-frames", "long_frames"),
+    ],
+)
+def test_main_rejects_a_zero_count(tmp_path, capsys, flag, name):
+    err = _main_error(tmp_path, capsys, flag, "0")
+    assert f"error: {name} must be a positive integer, got 0" in err
+
+
+@pytest.mark.parametrize("ratio", ["-2", "0", "3"])
+def test_main_rejects_a_compression_outside_the_candidate_ratios(tmp_path, capsys, ratio):
+    err = _main_error(tmp_path, capsys, "--compression", ratio)
+    assert err.startswith("error: compression must be one of 1, 2, 4, 8, 16 ")
+    assert err.endswith(f", got {ratio}\n")
+
+
+def test_main_rejects_a_needle_depth_outside_0_1(tmp_path, capsys):
+    err = _main_error(tmp_path, capsys, "--long-depth", "1.5")
+    assert "error: long_depth must be in [0, 1], got 1.5" in err
+
+
+def test_main_rejects_a_name_with_folders(tmp_path, capsys):
+    err = _main_error(tmp_path, capsys, "--name", "a/b")
+    assert "error: --name must be a file name without folders, got 'a/b'" in err
+
+
+def test_main_rejects_an_out_folder_below_a_file(tmp_path, capsys):
+    from oryx_mllm.eval.synthetic import main
+
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "eval"
+    assert main(["--out", str(out)]) == 2
+    assert f"error: --out {out}: not a folder" in capsys.readouterr().err
+
+
+def test_main_needs_a_task_after_tasks(capsys):
+    from oryx_mllm.eval.synthetic import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--tasks"])
+    assert exit_info.value.code == 2
+    assert "argument --tasks: expected at least one argument" in capsys.readouterr().err
+
+
+def test_main_reports_an_error_raised_during_the_run(tmp_path, capsys, monkeypatch):
+    from oryx_mllm.errors import ContextLengthError
+    from oryx_mllm.eval import synthetic
+    from oryx_mllm.pipeline import OryxPipeline
+
+    def too_long(pipeline, options):
+        raise ContextLengthError("prompt too long")
+
+    monkeypatch.setattr(OryxPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: None))
+    monkeypatch.setattr(synthetic, "evaluate", too_long)
+    assert _main_error(tmp_path, capsys, "--per-task", "1") == "error: prompt too long\n"
+
+
+def test_options_reject_an_empty_task_list():
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"tasks must be a non-empty list .* got \[\]"):
+        SyntheticEvalOptions(tasks=[])
+
+
+def test_options_raise_config_error_for_a_train_seed():
+    from oryx_mllm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="seed 5 is not a test seed"):
+        SyntheticEvalOptions(seed=5)

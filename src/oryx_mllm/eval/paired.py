@@ -46,15 +46,35 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def compare(a: dict, b: dict) -> PairedComparison:
+def _outcomes(report: dict, name: str) -> dict[str, bool]:
+    """``{sample id: correct}`` of a report; :class:`DataError` naming ``name`` (its file) and the
+    sample unless every sample has a unique string ``id`` and a boolean ``correct``."""
+    samples = report.get("samples") if isinstance(report, dict) else None
+    if not isinstance(samples, list):
+        raise DataError(f"{name}: no per-sample results (write it with eval.synthetic)")
+    out: dict[str, bool] = {}
+    for s in samples:
+        if not isinstance(s, dict) or "id" not in s or "correct" not in s:
+            raise DataError(f"{name}: a sample result without 'id' and 'correct': {s!r:.80}")
+        sid, ok = s["id"], s["correct"]
+        if not isinstance(sid, str):
+            raise DataError(f"{name}: sample ids must be strings, got {sid!r:.80}")
+        if not isinstance(ok, bool):
+            raise DataError(f"{name}: sample {sid!r}: 'correct' must be true or false, got {ok!r}")
+        if sid in out:
+            raise DataError(f"{name}: sample {sid!r} appears twice")
+        out[sid] = ok
+    return out
+
+
+def compare(
+    a: dict, b: dict, names: tuple[str, str] = ("report A", "report B")
+) -> PairedComparison:
     """Paired comparison of two reports (``{"samples": [{"id", "correct"}, ...]}``) on the
-    samples they share. Raises :class:`DataError` if they share none."""
-    try:
-        right_b = {s["id"]: bool(s["correct"]) for s in b["samples"]}
-        right_a = [(s["id"], bool(s["correct"])) for s in a["samples"]]
-    except (KeyError, TypeError) as e:
-        raise DataError(f"a sample result without 'id' and 'correct' ({e!r})") from e
-    pairs = [(ok, right_b[sid]) for sid, ok in right_a if sid in right_b]
+    samples they share; ``names`` (e.g. their files) label errors. Raises :class:`DataError` if
+    a report is malformed (see :func:`_outcomes`) or they share no sample."""
+    right_a, right_b = _outcomes(a, names[0]), _outcomes(b, names[1])
+    pairs = [(ok, right_b[sid]) for sid, ok in right_a.items() if sid in right_b]
     if not pairs:
         raise DataError("the two reports share no sample ids (same --tasks and seed?)")
     both = sum(x and y for x, y in pairs)
@@ -75,14 +95,11 @@ def compare(a: dict, b: dict) -> PairedComparison:
 
 def _load(path: str) -> dict:
     try:
-        report = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise DataError(f"{path}: no such report") from e
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
         raise DataError(f"{path}: not a JSON report ({e})") from e
-    if not isinstance(report, dict) or not isinstance(report.get("samples"), list):
-        raise DataError(f"{path}: no per-sample results (write it with eval.synthetic)")
-    return report
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -91,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("b", help="report B, same samples")
     args = p.parse_args(argv)
     try:
-        result = compare(_load(args.a), _load(args.b))
+        result = compare(_load(args.a), _load(args.b), names=(args.a, args.b))
     except DataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -43,14 +43,15 @@ from typing import Any
 
 from PIL import Image
 
+from oryx_mllm.compression_policy import check_ratio
 from oryx_mllm.data.synthetic import (
     FAMILIES,
     TEST_SEED_MIN,
     SyntheticSample,
     check_seed,
     generate,
-    list_tasks,
 )
+from oryx_mllm.errors import ConfigError, OryxError
 
 _PLACEHOLDER = re.compile(r"^\s*<(image|video)>\s*\n?")
 _STRIP = " \t\n\r.,;:!?\"'`"
@@ -93,9 +94,27 @@ class SyntheticEvalOptions:
     task_kwargs: dict[str, dict] = field(default_factory=dict)  # extra generator kwargs
 
     def __post_init__(self) -> None:
-        check_seed(self.seed, "test")
-        if self.per_task < 1 or self.batch_size < 1:
-            raise ValueError("per_task and batch_size must be >= 1")
+        """Raise :class:`ConfigError` (or ``check_ratio``'s error) naming the first bad option."""
+        try:
+            check_seed(self.seed, "test")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        _tasks(self.tasks)
+        counts = {
+            "per_task": self.per_task,
+            "batch_size": self.batch_size,
+            "long_frames": self.long_frames,
+            "max_new_tokens": self.max_new_tokens,
+        }
+        if self.image_size is not None:
+            counts["image_size"] = self.image_size
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if self.compression is not None:
+            check_ratio(self.compression)
+        if self.long_depth is not None and not 0.0 <= self.long_depth <= 1.0:
+            raise ConfigError(f"long_depth must be in [0, 1], got {self.long_depth!r}")
 
 
 @dataclass
@@ -110,11 +129,20 @@ class SampleResult:
 
 
 def _tasks(names: Sequence[str] | None) -> list[str]:
+    """The evaluation tasks that ``names`` (task or family names) stand for, in order."""
+    every = [t for family in FAMILIES.values() for t in family]
     if names is None:  # every evaluation task (training-only sessions belong to no family)
-        return [t for family in FAMILIES.values() for t in family]
+        return every
+    if isinstance(names, str) or not names:
+        raise ConfigError(f"tasks must be a non-empty list of task or family names, got {names!r}")
     out: list[str] = []
     for name in names:
-        out += [t for t in list_tasks(name) if t not in out]
+        if name not in (*FAMILIES, *every):
+            raise ConfigError(
+                f"unknown task or family {name!r}; families: {', '.join(FAMILIES)}; "
+                f"tasks: {', '.join(every)}"
+            )
+        out += [t for t in FAMILIES.get(name, (name,)) if t not in out]
     return out
 
 
@@ -264,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("model", nargs="?", default=None, help="model folder (default: embedded)")
     p.add_argument("--out", default="runs/eval")
     p.add_argument("--name", default="synthetic_eval")
-    p.add_argument("--tasks", nargs="*", default=None)
+    p.add_argument("--tasks", nargs="+", default=None, help="task or family names (default: all)")
     p.add_argument("--per-task", type=int, default=50)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--image-size", type=int, default=None)
@@ -275,25 +303,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="e.g. cuda (default: CPU)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     a = p.parse_args(argv)
-    options = SyntheticEvalOptions(
-        tasks=a.tasks,
-        per_task=a.per_task,
-        batch_size=a.batch_size,
-        image_size=a.image_size,
-        compression=a.compression,
-        long_frames=a.long_frames,
-        long_depth=a.long_depth,
-        marks=a.marks,
-    )
-    from oryx_mllm.errors import OryxError
     from oryx_mllm.pipeline import OryxPipeline
 
-    try:
+    try:  # every argument is checked before the model is loaded
+        options = SyntheticEvalOptions(
+            tasks=a.tasks,
+            per_task=a.per_task,
+            batch_size=a.batch_size,
+            image_size=a.image_size,
+            compression=a.compression,
+            long_frames=a.long_frames,
+            long_depth=a.long_depth,
+            marks=a.marks,
+        )
+        if not a.name or Path(a.name).name != a.name:
+            raise ConfigError(f"--name must be a file name without folders, got {a.name!r}")
+        out = Path(a.out)
+        if any(d.exists() and not d.is_dir() for d in (out, *out.parents)):
+            raise ConfigError(f"--out {a.out}: not a folder (a file is in the way)")
         pipeline = OryxPipeline.from_pretrained(a.model, torch_dtype=a.dtype, device_map=a.device)
+        report = evaluate(pipeline, options)
     except OryxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = evaluate(pipeline, options)
     report["options"].update(device=a.device or "cpu", dtype=a.dtype or "float32")
     path = write_report(report, a.out, a.name)
     print(to_markdown(report))
