@@ -311,7 +311,7 @@ def train(
     try:
         cfg = load_recipe(recipe, set_)
         result = run_training(cfg)
-    except OryxError as exc:
+    except (OryxError, OSError) as exc:  # OSError: output_dir not writable, disk full
         _fail(exc)
     final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     console.print(

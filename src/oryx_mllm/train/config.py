@@ -2,11 +2,14 @@
 
 A recipe names the model to start from, the data, the stage (which modules train, LoRA or not),
 the optimiser and the run's shape. It is saved next to every checkpoint as ``recipe.yaml``.
+Every value is checked when the recipe is built (types and ranges, sub-options, stages), so a bad
+recipe stops with a :class:`~oryx_mllm.errors.ConfigError` naming the key before any training.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +18,12 @@ from typing import Any
 import yaml
 
 from oryx_mllm.errors import ConfigError
+from oryx_mllm.processing.options import (
+    check_number,
+    image_options_from_dict,
+    multiview_options_from_dict,
+    video_options_from_dict,
+)
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -35,6 +44,67 @@ def read_yaml(text: str) -> Any:
 
 
 MODULE_GROUPS = ("vision_tower", "vision_resampler", "mm_projector", "language_model")
+COMPRESSED_MODALITIES = ("image", "video", "video_long", "multiview")
+REPORTERS = ("jsonl", "tensorboard")
+
+
+# Checks shared by the recipe sections; each raises a ConfigError naming the key -----------------
+
+
+def _check_range(
+    name: str, value, integer: bool = False, at_least=None, above=None, at_most=None, below=None
+) -> None:
+    """``value`` is a number (an integer when ``integer``; never a bool or a string) within the
+    bounds given."""
+    check_number(name, value, integer)
+    bounds = {">=": at_least, ">": above, "<=": at_most, "<": below}
+    bounds = {op: bound for op, bound in bounds.items() if bound is not None}
+    if not all(_COMPARE[op](value, bound) for op, bound in bounds.items()):
+        kind = "integer" if integer else "number"
+        if bounds == {">": 0} or (integer and bounds == {">=": 1}):
+            want = f"a positive {kind}"
+        else:
+            want = f"{'an' if integer else 'a'} {kind} " + " and ".join(
+                f"{op} {bound}" for op, bound in bounds.items()
+            )
+        raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _check_str(name: str, value, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _check_mapping(name: str, value) -> None:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a mapping, got {value!r}")
+
+
+def _str_list(name: str, value) -> list[str]:
+    """A list of non-empty strings; a single string is a one-element list."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _options(name: str, from_dict, data):
+    """Build a preprocessing options dataclass from its recipe block (``data.image`` ...)."""
+    try:
+        return from_dict(data)
+    except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+        raise ConfigError(f"{name}: {e}") from e
 
 
 @dataclass
@@ -57,6 +127,59 @@ class ModelSpec:
     llm_config: dict | None = None
     compressor_mid_size: int = 256
     attn_implementation: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("path", "vision_tower", "llm", "tokenizer", "attn_implementation"):
+            _check_str(f"model.{name}", getattr(self, name), optional=True)
+        _check_range(
+            "model.compressor_mid_size", self.compressor_mid_size, integer=True, at_least=1
+        )
+        if self.vision_config is not None:
+            self._check_vision_config()
+        if self.llm_config is not None:
+            self.llm_transformers_config()
+        if self.attn_implementation is not None:
+            try:  # the backends this transformers knows (registered here since 4.48)
+                from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+            except ImportError:
+                ALL_ATTENTION_FUNCTIONS = ("sdpa", "flash_attention_2")
+            known = ("eager", *ALL_ATTENTION_FUNCTIONS)
+            if self.attn_implementation not in known:
+                raise ConfigError(
+                    f"model.attn_implementation {self.attn_implementation!r} not in {known}"
+                )
+
+    def _check_vision_config(self) -> None:
+        """``vision_config`` holds OryxViTConfig fields: a whole config for a random or
+        ``oryx_vit.pth`` encoder, overrides of the SigLIP-derived one for ``siglip:<folder>``."""
+        from oryx_mllm.vision import OryxViTConfig
+
+        _check_mapping("model.vision_config", self.vision_config)
+        if (self.vision_tower or "").startswith("siglip:"):
+            _check_keys(OryxViTConfig, self.vision_config, "model.vision_config")
+            return
+        try:
+            OryxViTConfig.from_dict(self.vision_config)
+        except (TypeError, ValueError) as e:  # ConfigError is a ValueError
+            raise ConfigError(f"model.vision_config: {e}") from e
+
+    def llm_transformers_config(self):
+        """The transformers config ``llm_config`` describes (``model_type`` + its fields)."""
+        from transformers import CONFIG_MAPPING, AutoConfig
+
+        _check_mapping("model.llm_config", self.llm_config)
+        kwargs = dict(self.llm_config)
+        model_type = kwargs.pop("model_type", None)
+        if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+            raise ConfigError(
+                "model.llm_config.model_type must name a transformers model type "
+                f"(qwen2, llama ...), got {model_type!r}"
+            )
+        try:
+            return AutoConfig.for_model(model_type, **kwargs)
+        # TypeError, ValueError, or huggingface_hub's StrictDataclassError (transformers 5)
+        except Exception as e:
+            raise ConfigError(f"model.llm_config: {e}") from e
 
 
 @dataclass
@@ -91,25 +214,44 @@ class DataSpec:
     packing: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.packing, bool):
-            raise ConfigError(f"data.packing must be true or false, got {self.packing!r}")
-        if self.max_length < 1:
-            raise ConfigError(f"data.max_length must be >= 1, got {self.max_length}")
-        self.multiview_options()  # fail at load time, naming the bad key
+        self.train = _str_list("data.train", self.train)
+        _check_str("data.data_root", self.data_root)
+        _check_range("data.max_length", self.max_length, integer=True, at_least=1)
+        _check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
+        _check_range("data.max_skip_attempts", self.max_skip_attempts, integer=True, at_least=1)
+        _check_bool("data.group_by_length", self.group_by_length)
+        _check_bool("data.packing", self.packing)
+        _check_mapping("data.compression", self.compression)
+        for modality, ratio in self.compression.items():
+            if modality not in COMPRESSED_MODALITIES:
+                raise ConfigError(
+                    f"data.compression: unknown modality {modality!r}; "
+                    f"choose from {COMPRESSED_MODALITIES}"
+                )
+            _check_range(f"data.compression.{modality}", ratio, integer=True, at_least=1)
+        for name in ("image", "video", "multiview"):
+            _check_mapping(f"data.{name}", getattr(self, name))
+        # build the options now: a bad key fails at load time, named
+        self.image_options()
+        self.video_options()
+        self.multiview_options()
+
+    def image_options(self):
+        """``image`` as :class:`~oryx_mllm.processing.options.ImageOptions`."""
+        return _options("data.image", image_options_from_dict, self.image)
+
+    def video_options(self, **overrides):
+        """``video`` (plus ``overrides``) as :class:`~oryx_mllm.processing.options.VideoOptions`."""
+        return _options("data.video", video_options_from_dict, {**self.video, **overrides})
 
     def multiview_options(self):
         """The :class:`~oryx_mllm.processing.options.MultiViewOptions` of this data: views sized
         like ``video`` frames unless ``multiview.frame`` says otherwise."""
-        from oryx_mllm.processing.options import multiview_options_from_dict
-
-        if not isinstance(self.multiview, dict):
-            raise ConfigError(f"data.multiview must be a mapping, got {self.multiview!r}")
         mv = dict(self.multiview)
-        frame = {**self.video, **(mv.pop("frame", None) or {})}
-        try:
-            return multiview_options_from_dict({**mv, "frame": frame})
-        except (TypeError, ValueError) as e:  # ConfigError is a ValueError
-            raise ConfigError(f"data.multiview: {e}") from e
+        frame = mv.pop("frame", None) or {}
+        _check_mapping("data.multiview.frame", frame)
+        frame = {**self.video, **frame}
+        return _options("data.multiview", multiview_options_from_dict, {**mv, "frame": frame})
 
 
 @dataclass
@@ -121,19 +263,30 @@ class LoraSpec:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
 
+    def __post_init__(self) -> None:
+        _check_range("stage.lora.r", self.r, integer=True, at_least=1)
+        _check_range("stage.lora.alpha", self.alpha, above=0)
+        _check_range("stage.lora.dropout", self.dropout, at_least=0, below=1)
+        self.target_modules = _str_list("stage.lora.target_modules", self.target_modules)
+        if not self.target_modules:
+            raise ConfigError("stage.lora.target_modules must name at least one module")
+
 
 @dataclass
 class StageSpec:
     """Which module groups train. ``lora`` adds LoRA adapters to the language model (the
-    OryxViT pre-training stage: encoder unfrozen, LLM through LoRA)."""
+    OryxViT pre-training stage: encoder unfrozen, LLM through LoRA). ``trainable`` may be a
+    single group name."""
 
     name: str = "custom"
     trainable: list[str] = field(default_factory=lambda: ["vision_resampler", "mm_projector"])
     lora: LoraSpec | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.lora, dict):
-            self.lora = LoraSpec(**self.lora)
+        _check_str("stage.name", self.name)
+        if self.lora is not None:
+            self.lora = _build(LoraSpec, self.lora, "stage.lora")
+        self.trainable = _str_list("stage.trainable", self.trainable)
         bad = sorted(set(self.trainable) - set(MODULE_GROUPS))
         if bad:
             raise ConfigError(
@@ -147,30 +300,38 @@ class StageSpec:
 class OptimSpec:
     """AdamW and its schedule. ``group_lr`` gives a module group (``MODULE_GROUPS``) its own peak
     learning rate, e.g. ``{vision_tower: 1e-4}`` (LLaVA-family trainers' ``mm_vision_tower_lr``);
-    every other trainable parameter uses ``lr``. All groups follow the same schedule."""
+    every other trainable parameter uses ``lr``. All groups follow the same schedule.
+    ``max_grad_norm``: clip gradients to this norm (0 or null: no clipping)."""
 
     lr: float = 2e-5
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_ratio: float = 0.03
     schedule: str = "cosine"  # cosine | constant | linear
-    max_grad_norm: float = 1.0
+    max_grad_norm: float | None = 1.0
     group_lr: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        _check_range("optim.lr", self.lr, above=0)
+        _check_range("optim.weight_decay", self.weight_decay, at_least=0)
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise ConfigError(f"optim.betas must be two numbers, got {self.betas!r}")
+        for beta in self.betas:
+            _check_range("optim.betas", beta, at_least=0, below=1)
+        self.betas = tuple(self.betas)
+        _check_range("optim.warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
         if self.schedule not in ("cosine", "constant", "linear"):
             raise ConfigError(f"optim.schedule {self.schedule!r} not in cosine/constant/linear")
-        self.betas = tuple(self.betas)
-        if not isinstance(self.group_lr, dict):
-            raise ConfigError(f"optim.group_lr must be a mapping, got {self.group_lr!r}")
+        if self.max_grad_norm is not None:
+            _check_range("optim.max_grad_norm", self.max_grad_norm, at_least=0)
+        _check_mapping("optim.group_lr", self.group_lr)
         bad = sorted(set(self.group_lr) - set(MODULE_GROUPS))
         if bad:
             raise ConfigError(
                 f"optim.group_lr has unknown groups {bad}; choose from {MODULE_GROUPS}"
             )
         for group, lr in self.group_lr.items():
-            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-                raise ConfigError(f"optim.group_lr.{group} must be a positive number, got {lr!r}")
+            _check_range(f"optim.group_lr.{group}", lr, above=0)
 
 
 @dataclass
@@ -187,7 +348,7 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
     save_steps: int = 500
-    save_total_limit: int | None = 2
+    save_total_limit: int | None = 2  # keep the newest N checkpoints; 0 or null keeps them all
     log_steps: int = 1
     seed: int = 0
     resume: str | None = "auto"  # auto (latest in output_dir) | a checkpoint folder | null
@@ -203,9 +364,10 @@ class TrainConfig:
             ("stage", StageSpec),
             ("optim", OptimSpec),
         ):
-            value = getattr(self, name)
-            if isinstance(value, dict):
-                setattr(self, name, _build(cls, value, name))
+            setattr(self, name, _build(cls, getattr(self, name), name))
+        _check_str("output_dir", self.output_dir)
+        if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
+            raise ConfigError(f"output_dir {self.output_dir} exists and is not a folder")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"mixed_precision {self.mixed_precision!r} not in no/bf16/fp16")
         for name in (
@@ -213,18 +375,49 @@ class TrainConfig:
             "gradient_accumulation_steps",
             "epochs",
             "save_steps",
+            "log_steps",
         ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+            _check_range(name, getattr(self, name), integer=True, at_least=1)
+        if self.max_steps is not None:
+            _check_range("max_steps", self.max_steps, integer=True, at_least=1)
+        if self.save_total_limit is not None:
+            _check_range("save_total_limit", self.save_total_limit, integer=True, at_least=0)
+        _check_range("seed", self.seed, integer=True, at_least=0, at_most=2**32 - 1)
+        _check_bool("gradient_checkpointing", self.gradient_checkpointing)
+        _check_bool("progress", self.progress)
+        if self.resume is not None and not (isinstance(self.resume, str) and self.resume):
+            raise ConfigError(
+                f"resume must be 'auto', a checkpoint folder or null, got {self.resume!r}"
+            )
+        self.report_to = _str_list("report_to", self.report_to)
+        bad = sorted(set(self.report_to) - set(REPORTERS))
+        if bad:
+            raise ConfigError(f"report_to has unknown entries {bad}; choose from {REPORTERS}")
+        self._check_stages()
 
+    def _check_stages(self) -> None:
+        if not isinstance(self.stages, list):
+            raise ConfigError(f"stages must be a list of mappings, got {self.stages!r}")
+        names = set()
         for i, st in enumerate(self.stages):
-            if not isinstance(st, dict) or not st.get("name"):
+            if not isinstance(st, dict) or "name" not in st:
                 raise ConfigError(f"stages[{i}] must be a mapping with a 'name'")
+            name = st["name"]
+            if not isinstance(name, str) or not _STAGE_NAME.fullmatch(name) or name in _TAKEN:
+                raise ConfigError(
+                    f"stages[{i}]: name {name!r} must be a plain folder name (letters, digits, "
+                    f"'_', '-', '.'; not {_TAKEN}) since the stage writes to output_dir/<name>"
+                )
+            if name in names:
+                raise ConfigError(f"stages[{i}]: the name {name!r} is used by another stage")
+            names.add(name)
             bad = sorted(set(st) - STAGE_KEYS)
             if bad:
-                raise ConfigError(
-                    f"stages[{i}] ({st['name']}): keys {bad} not in {sorted(STAGE_KEYS)}"
-                )
+                raise ConfigError(f"stages[{i}] ({name}): keys {bad} not in {sorted(STAGE_KEYS)}")
+            for key in _MERGED:
+                if key in st:
+                    _check_mapping(f"stages[{i}] ({name}).{key}", st[key])
+        stage_configs(self)  # every stage's merged config is checked now, not when it starts
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -249,6 +442,8 @@ STAGE_KEYS = frozenset(
     }
 )
 _MERGED = ("data", "stage", "optim")
+_STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_TAKEN = ("final", "summary.json")  # what a multi-stage run writes next to its stages' folders
 
 
 def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
@@ -256,11 +451,15 @@ def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
 
     Policy (the paper trains in stages, each starting from the previous stage's weights):
 
-    - stage ``i`` writes to ``output_dir/<name>``; stage 0 builds the model from ``model``, stage
-      ``i > 0`` loads ``output_dir/<name of stage i-1>/final``;
+    - stage ``i`` writes to ``output_dir/<name>`` (names are unique plain folder names); stage 0
+      builds the model from ``model``, stage ``i > 0`` loads
+      ``output_dir/<name of stage i-1>/final``;
     - ``data``, ``stage`` and ``optim`` of a stage are merged key by key over the top-level
       sections (so a stage only states what changes); other keys replace the top-level value;
-    - ``resume`` applies per stage (``auto`` continues an interrupted stage from its checkpoint).
+    - ``resume: auto`` / ``null`` applies to every stage (``auto`` continues an interrupted stage
+      from its checkpoint and passes over finished ones). An explicit ``resume: <checkpoint>``
+      applies to the one stage whose folder holds that checkpoint (the first stage when none
+      does); the other stages resume ``auto``.
 
     A recipe without ``stages`` is returned as the single config it is.
     """
@@ -268,9 +467,13 @@ def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
         return [cfg]
     base = cfg.to_dict()
     base.pop("stages")
+    dirs = [Path(cfg.output_dir) / st["name"] for st in cfg.stages]
+    owner = 0  # the stage an explicit resume checkpoint belongs to
+    if cfg.resume not in (None, "auto"):
+        target = Path(cfg.resume).resolve()
+        owner = next((i for i, d in enumerate(dirs) if target.is_relative_to(d.resolve())), 0)
     out: list[TrainConfig] = []
-    prev: str | None = None
-    for st in cfg.stages:
+    for i, st in enumerate(cfg.stages):
         d = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
         for key, value in st.items():
             if key == "name":
@@ -283,26 +486,42 @@ def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
             d["stage"]["lora"] = dataclasses.asdict(d["stage"]["lora"])
         if "name" not in st.get("stage", {}):  # the stage's own name unless stage.name is given
             d["stage"]["name"] = st["name"]
-        d["output_dir"] = str(Path(cfg.output_dir) / st["name"])
-        if prev is not None:
-            d["model"] = {**d["model"], "path": str(Path(prev) / "final")}
+        d["output_dir"] = str(dirs[i])
+        if cfg.resume not in (None, "auto") and i != owner:
+            d["resume"] = "auto"
+        if i > 0:
+            d["model"] = {**d["model"], "path": str(dirs[i - 1] / "final")}
             d["model"].update(vision_config=None, llm_config=None, llm=None, vision_tower=None)
             d["model"]["tokenizer"] = None
-        out.append(TrainConfig(**d))
-        prev = d["output_dir"]
+        try:
+            out.append(TrainConfig(**d))
+        except ConfigError as e:
+            raise ConfigError(f"stages[{i}] ({st['name']}): {e}") from e
     return out
 
 
-def _build(cls, data: dict, where: str):
+def _check_keys(cls, data: dict, where: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"unknown keys in recipe section '{where}': {unknown}")
+
+
+def _build(cls, data, where: str):
+    """``cls`` from its recipe section (a mapping; an instance is kept as it is)."""
+    if isinstance(data, cls):
+        return data
+    _check_mapping(where, data)
+    _check_keys(cls, data, where)
     return cls(**data)
 
 
-def _parse_value(text: str) -> Any:
-    return read_yaml(text)
+def _parse_value(item: str, text: str) -> Any:
+    try:
+        return read_yaml(text)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or e
+        raise ConfigError(f"override {item!r}: the value is not valid YAML: {problem}") from e
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -317,7 +536,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = _parse_value(value)
+        node[parts[-1]] = _parse_value(item, value)
     return data
 
 
@@ -347,6 +566,7 @@ def load_typed_yaml(
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML recipe. Relative data/model paths are resolved against the recipe's folder
-    only when they exist there; otherwise they are kept relative to the working directory."""
+    """Read a YAML recipe. Relative paths in it (data, model, output_dir) are used as written,
+    i.e. relative to the working directory, not to the recipe's folder: the shipped recipes are
+    run from the repository root (``oryx train recipes/tiny.yaml``)."""
     return load_typed_yaml(TrainConfig, path, overrides, "recipe")

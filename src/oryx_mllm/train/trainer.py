@@ -15,9 +15,10 @@ loss is still the token-weighted mean over its samples.
 
 Checkpoints (``output_dir/checkpoints/step-N``) hold the Accelerate state (model, optimiser,
 scheduler, RNG) plus ``trainer_state.json`` (step, epoch, position in the epoch); each is written
-to a temporary folder and renamed into place, so a run killed mid-save loses nothing already
-saved. ``resume: auto`` continues from the newest complete checkpoint at the exact step and data
-position.
+to a temporary folder, flushed to disk, marked complete by ``trainer_state.json`` and renamed into
+place, so a run killed mid-save (or a crash of the machine) loses nothing already saved.
+``resume: auto`` continues from the newest complete checkpoint that loads, at the exact step and
+data position (see :func:`resume_state`).
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ import json
 import logging
 import math
 import os
+import pickle
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
 from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.processing.options import check_number
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs
@@ -70,6 +75,10 @@ def build_model(cfg: TrainConfig):
     from oryx_mllm.vision import OryxViT, OryxViTConfig
 
     spec = cfg.model
+    for name in ("path", "tokenizer", "llm", "vision_tower"):  # before transformers looks online
+        path = getattr(spec, name)
+        if path and not Path(path.removeprefix("siglip:")).exists():
+            raise CheckpointError(f"model.{name}: {path} does not exist")
     if spec.path:
         tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer or spec.path)
         model = OryxForConditionalGeneration.from_pretrained(
@@ -88,19 +97,16 @@ def build_model(cfg: TrainConfig):
         vision_overrides = spec.vision_config or {}
         tower = load_from_siglip(spec.vision_tower.removeprefix("siglip:"), **vision_overrides)
     elif spec.vision_tower:
-        vc = OryxViTConfig(**spec.vision_config) if spec.vision_config else None
+        vc = OryxViTConfig.from_dict(spec.vision_config) if spec.vision_config else None
         tower = OryxViT.from_pretrained(spec.vision_tower, config=vc)
     else:
-        tower = OryxViT(OryxViTConfig(**(spec.vision_config or {})))
+        tower = OryxViT(OryxViTConfig.from_dict(spec.vision_config or {}))
 
     if spec.llm:
         llm = AutoModelForCausalLM.from_pretrained(spec.llm)
         llm_config = llm.config
     elif spec.llm_config:
-        from transformers import AutoConfig
-
-        kwargs = dict(spec.llm_config)
-        llm_config = AutoConfig.for_model(kwargs.pop("model_type"), **kwargs)
+        llm_config = spec.llm_transformers_config()
         llm = AutoModelForCausalLM.from_config(llm_config)
     else:
         raise ConfigError("model: give llm (a folder) or llm_config (a dict) for the backbone")
@@ -121,13 +127,35 @@ def checkpoint_dir(output_dir: Path) -> Path:
     return output_dir / "checkpoints"
 
 
-def latest_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete checkpoint (temporary folders of an interrupted save are ignored)."""
+def _checkpoint_step(path: Path) -> int | None:
+    """N for a folder named ``step-N``, None for any other name."""
+    m = re.fullmatch(r"step-([0-9]+)", path.name)
+    return int(m.group(1)) if m else None
+
+
+def complete_checkpoints(output_dir: Path) -> list[Path]:
+    """The complete checkpoints of a run, oldest first (temporary folders of an interrupted save
+    and folders not named ``step-<int>`` are ignored)."""
     root = checkpoint_dir(output_dir)
     if not root.is_dir():
-        return None
-    done = [p for p in root.glob("step-*") if (p / STATE_FILE).exists()]
-    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+        return []
+    done = [p for p in root.iterdir() if _checkpoint_step(p) is not None]
+    return sorted((p for p in done if (p / STATE_FILE).exists()), key=_checkpoint_step)
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The newest complete checkpoint (see :func:`complete_checkpoints`)."""
+    done = complete_checkpoints(output_dir)
+    return done[-1] if done else None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's data (or a folder's entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig) -> Path:
@@ -144,24 +172,101 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig
         import yaml
 
         (tmp / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        for path in [*tmp.rglob("*"), tmp]:  # on disk before the marker says "complete"
+            _fsync(path)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # marks it complete
+        _fsync(tmp / STATE_FILE)
+        _fsync(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _prune(root, cfg.save_total_limit)
+        _fsync(root)
+        _prune(output_dir, final, cfg.save_total_limit)
     accelerator.wait_for_everyone()
     return final
 
 
-def _prune(root: Path, keep: int | None) -> None:
+def _prune(output_dir: Path, saved: Path, keep: int | None) -> None:
+    """Keep ``saved`` and the ``keep - 1`` checkpoints before it (``keep`` 0/None: keep all).
+    Newer checkpoints (left by an earlier run) are never removed."""
     if not keep:
         return
-    done = sorted(
-        (p for p in root.glob("step-*") if (p / STATE_FILE).exists()),
-        key=lambda p: int(p.name.split("-")[1]),
-    )
-    for old in done[:-keep]:
+    done = complete_checkpoints(output_dir)
+    older = done[: done.index(saved)]
+    for old in older[: max(len(older) - keep + 1, 0)]:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# What a failed load of a checkpoint's files raises (torch.load of a truncated file: RuntimeError,
+# EOFError or UnpicklingError; a model/optimiser that does not fit: RuntimeError, ValueError).
+_LOAD_ERRORS = (
+    OSError,
+    ValueError,
+    RuntimeError,
+    KeyError,
+    EOFError,
+    pickle.UnpicklingError,
+    SafetensorError,
+)
+
+
+def read_trainer_state(ckpt: Path) -> dict:
+    """A checkpoint's ``trainer_state.json``, checked."""
+    try:
+        state = json.loads((ckpt / STATE_FILE).read_text())
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise CheckpointError(f"checkpoint {ckpt}: cannot read {STATE_FILE}: {e}") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {ckpt}: {STATE_FILE} is not a JSON object")
+    for key in ("step", "epoch", "consumed"):
+        name = f"checkpoint {ckpt}: {STATE_FILE} {key}"
+        check_number(name, state.get(key), integer=True, error=CheckpointError)
+    return state
+
+
+def load_checkpoint(accelerator, ckpt: Path) -> dict:
+    """Restore model, optimiser, scheduler and RNG from ``ckpt``; returns its trainer state.
+    A checkpoint that is incomplete, corrupt or saved for other trainable parameters is a
+    :class:`CheckpointError` naming it."""
+    if not (ckpt / STATE_FILE).is_file():
+        raise CheckpointError(f"checkpoint {ckpt} is not a complete checkpoint (no {STATE_FILE})")
+    state = read_trainer_state(ckpt)
+    try:
+        accelerator.load_state(str(ckpt))
+    except _LOAD_ERRORS as e:
+        hint = ""
+        if "parameter group" in str(e):
+            hint = " (was it saved with other stage.trainable, stage.lora or optim.group_lr?)"
+        raise CheckpointError(
+            f"checkpoint {ckpt} cannot be loaded: {type(e).__name__}: {e}{hint}"
+        ) from e
+    logger.info("resumed from %s at step %d", ckpt, state["step"])
+    return state
+
+
+def resume_state(accelerator, cfg: TrainConfig, output_dir: Path) -> dict | None:
+    """Load the checkpoint the run continues from and return its trainer state (None: start
+    from step 0).
+
+    ``resume: auto`` tries the complete checkpoints newest first, skipping (with a warning) any
+    that does not load; when there are checkpoints but none loads it raises, rather than start
+    over silently. An explicit ``resume: <checkpoint>`` that does not load raises.
+    """
+    if cfg.resume != "auto":
+        return load_checkpoint(accelerator, Path(cfg.resume)) if cfg.resume else None
+    failed = []
+    for ckpt in reversed(complete_checkpoints(output_dir)):
+        try:
+            return load_checkpoint(accelerator, ckpt)
+        except CheckpointError as e:
+            logger.warning("resume: auto skips %s: %s", ckpt.name, e)
+            failed.append(str(e))
+    if failed:
+        raise CheckpointError(
+            f"resume: auto: no checkpoint in {checkpoint_dir(output_dir)} loads "
+            f"({'; '.join(failed)}); repair or remove them, or set resume: null to start over"
+        )
+    return None
 
 
 # Metrics ----------------------------------------------------------------------------------------
@@ -355,18 +460,9 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
 
     # resume
     step, epoch, consumed = 0, 0, 0
-    ckpt = None
-    if cfg.resume == "auto":
-        ckpt = latest_checkpoint(output_dir)
-    elif cfg.resume:
-        ckpt = Path(cfg.resume)
-        if not (ckpt / STATE_FILE).exists():
-            raise CheckpointError(f"resume: {ckpt} is not a complete checkpoint")
-    if ckpt is not None:
-        accelerator.load_state(str(ckpt))
-        state = json.loads((ckpt / STATE_FILE).read_text())
+    state = resume_state(accelerator, cfg, output_dir)
+    if state is not None:
         step, epoch, consumed = state["step"], state["epoch"], state["consumed"]
-        logger.info("resumed from %s at step %d", ckpt, step)
 
     collate = SkipCollate(
         MicroBatchCollator(
@@ -519,14 +615,13 @@ def _save_final(model, tokenizer, final: Path) -> None:
 def _save_processor_config(cfg: TrainConfig, tokenizer, patch_size: int, final: Path) -> None:
     """``processor_config.json`` with the preprocessing options the model was trained with, so
     :class:`~oryx_mllm.pipeline.OryxPipeline` preprocesses like training did."""
-    from oryx_mllm.processing.options import ImageOptions, VideoOptions
     from oryx_mllm.processing.processor import OryxProcessor
 
     OryxProcessor(
         tokenizer,
         patch_size=patch_size,
-        image_options=ImageOptions(**cfg.data.image),
-        video_options=VideoOptions(**cfg.data.video),
+        image_options=cfg.data.image_options(),
+        video_options=cfg.data.video_options(),
         multiview_options=cfg.data.multiview_options(),
     ).save_pretrained(final)
 

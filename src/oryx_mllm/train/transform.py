@@ -19,7 +19,6 @@ from oryx_mllm.errors import ConfigError, ContextLengthError, DataError
 from oryx_mllm.processing.chat import IGNORE_INDEX, Encoded, collate, encode_conversation
 from oryx_mllm.processing.image import preprocess_image
 from oryx_mllm.processing.multiview import preprocess_views
-from oryx_mllm.processing.options import ImageOptions, VideoOptions
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import decode_frames_at, preprocess_video
 from oryx_mllm.train.config import DataSpec
@@ -48,9 +47,9 @@ class TrainTransform:
         self.max_length = data.max_length
         self.compression = dict(data.compression)
         self.patch_size = patch_size
-        self.image_options = ImageOptions(**data.image)
-        self.video_options = VideoOptions(**{**data.video, "long_video": False})
-        self.long_options = VideoOptions(**{**data.video, "long_video": True})
+        self.image_options = data.image_options()
+        self.video_options = data.video_options(long_video=False)
+        self.long_options = data.video_options(long_video=True)
         self.view_options = data.multiview_options()
 
     def visual_inputs(self, item: dict) -> list[VisualInput]:

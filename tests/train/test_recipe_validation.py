@@ -1,0 +1,127 @@
+"""Recipe checks at load time: a bad value is a ConfigError naming its key, before any training."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from oryx_mllm.cli import app
+from oryx_mllm.errors import ConfigError
+from oryx_mllm.train.config import TrainConfig, load_recipe, stage_configs
+
+
+@pytest.fixture
+def recipe(tmp_path) -> Path:
+    """A valid recipe file (nothing it names needs to exist to load it)."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "output_dir": str(tmp_path / "out"),
+                "model": {"path": str(tmp_path / "model")},
+                "data": {"train": ["train.json"]},
+                "stage": {"trainable": ["mm_projector"]},
+                "max_steps": 4,
+                "save_steps": 2,
+            }
+        )
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("log_steps=0", "log_steps"),
+        ("max_steps=-1", "max_steps"),
+        ("max_steps=abc", "max_steps"),
+        ("resume=true", "resume"),
+        ("data=5", "data"),
+        ("model=foo", "model"),
+        ("optim.lr=abc", "optim.lr"),
+        ("optim.lr=-1", "optim.lr"),
+        ("optim.max_grad_norm=abc", "optim.max_grad_norm"),
+        ("data.num_workers=-1", "data.num_workers"),
+        ("optim.warmup_ratio=2", "optim.warmup_ratio"),
+        ('gradient_checkpointing="false"', "gradient_checkpointing"),
+        ("data.image.foo=1", "data.image"),
+        ("data.image.max_pixels=abc", "data.image"),
+        ("model.vision_config.foo=1", "model.vision_config"),
+        ("model.llm_config={hidden_size: 8}", "model.llm_config.model_type"),
+        ("model.llm_config={model_type: no_such_model}", "model.llm_config.model_type"),
+        ("model.attn_implementation=foo", "model.attn_implementation"),
+        ("stages=[{name: a, data: 5}]", "stages[0] (a).data"),
+        ("stages=[{name: a, stage: {lora: {bogus: 1}}}]", "stages[0] (a)"),
+        ("stage.lora={r: 0}", "stage.lora.r"),
+        ("optim.lr=[1", "optim.lr"),
+    ],
+)
+def test_bad_recipe_value_is_a_config_error_naming_the_key(recipe, override, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_recipe(recipe, [override])
+
+
+def test_negative_save_total_limit_is_rejected(recipe):
+    with pytest.raises(ConfigError, match="save_total_limit"):
+        load_recipe(recipe, ["save_total_limit=-1"])
+
+
+def test_a_single_trainable_group_may_be_given_as_a_string(recipe):
+    assert load_recipe(recipe, ["stage.trainable=mm_projector"]).stage.trainable == ["mm_projector"]
+
+
+def test_output_dir_naming_a_file_is_rejected_at_load_time(recipe, tmp_path):
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError, match="output_dir .*taken exists and is not a folder"):
+        load_recipe(recipe, [f"output_dir={tmp_path / 'taken'}"])
+
+
+def test_cli_train_with_output_dir_naming_a_file_fails_cleanly(recipe, tmp_path):
+    (tmp_path / "taken").write_text("")
+    result = CliRunner().invoke(
+        app, ["train", str(recipe), "--set", f"output_dir={tmp_path / 'taken'}"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "exists and is not a folder" in " ".join(result.output.split())  # rich wraps lines
+
+
+def test_relative_paths_stay_relative_to_the_working_directory(recipe, tmp_path):
+    (tmp_path / "train.json").write_text("[]")  # next to the recipe: still not resolved there
+    assert load_recipe(recipe).data.train == ["train.json"]
+
+
+def two_stages(tmp_path, **over) -> TrainConfig:
+    return TrainConfig(
+        output_dir=str(tmp_path / "run"),
+        stages=[{"name": "a", "max_steps": 2}, {"name": "b", "max_steps": 2}],
+        **over,
+    )
+
+
+def test_duplicate_stage_names_are_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="'a' is used by another stage"):
+        TrainConfig(output_dir=str(tmp_path), stages=[{"name": "a"}, {"name": "a"}])
+
+
+@pytest.mark.parametrize(
+    "name", ["../../escape", "a/b", "..", ".hidden", "final", "summary.json", ""]
+)
+def test_stage_names_must_be_plain_folder_names(tmp_path, name):
+    with pytest.raises(ConfigError, match="plain folder name"):
+        TrainConfig(output_dir=str(tmp_path), stages=[{"name": name}])
+
+
+def test_explicit_resume_applies_to_the_stage_whose_folder_holds_it(tmp_path):
+    ckpt = tmp_path / "run" / "b" / "checkpoints" / "step-2"
+    a, b = stage_configs(two_stages(tmp_path, resume=str(ckpt)))
+    assert (a.resume, b.resume) == ("auto", str(ckpt))
+
+
+def test_explicit_resume_from_elsewhere_applies_to_the_first_stage_only(tmp_path):
+    ckpt = tmp_path / "other" / "checkpoints" / "step-2"
+    a, b = stage_configs(two_stages(tmp_path, resume=str(ckpt)))
+    assert (a.resume, b.resume) == (str(ckpt), "auto")
