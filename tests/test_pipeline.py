@@ -176,7 +176,7 @@ MALFORMED = {
     "wrong-typed processor option": (
         lambda d: _edit_json(d / "processor_config.json", image_options={"max_pixels": "big"}),
         ConfigError,
-        r"processor_config\.json: max_pixels must be an integer",
+        r"processor_config\.json: max_pixels must be a positive integer",
     ),
     "processor config a list": (
         lambda d: (d / "processor_config.json").write_text("[]"),

@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from oryx_mllm.checkpoint import check_device
+from oryx_mllm.checks import check_number
 from oryx_mllm.config import OryxConfig
 from oryx_mllm.errors import CheckpointError, InvalidInputError
 from oryx_mllm.processing.chat import IM_END
-from oryx_mllm.processing.options import check_number
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 

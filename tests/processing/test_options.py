@@ -18,9 +18,15 @@ from oryx_mllm.processing.options import (
     "make, match",
     [
         (lambda: ImageOptions(mean=(0.5, 0.5)), r"mean must have 3 values"),
-        (lambda: ImageOptions(max_pixels="big"), "max_pixels must be an integer, got 'big'"),
-        (lambda: VideoOptions(fps="1"), "fps must be a number, got '1'"),
-        (lambda: MarkStyle(radius_frac="a"), "marks.radius_frac must be a number, got 'a'"),
+        (
+            lambda: ImageOptions(max_pixels="big"),
+            "max_pixels must be a positive integer, got 'big'",
+        ),
+        (lambda: VideoOptions(fps="1"), "fps must be a positive number, got '1'"),
+        (
+            lambda: MarkStyle(radius_frac="a"),
+            "marks.radius_frac must be a positive number, got 'a'",
+        ),
         (lambda: MultiViewOptions(frame={"fps": 2}), "frame must be a VideoOptions, got dict"),
     ],
 )

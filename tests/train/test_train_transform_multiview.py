@@ -56,8 +56,8 @@ def test_multiview_block_sizes_views_apart_from_video_frames():
     [
         ({"bogus": 1}, "unknown MultiViewOptions keys: \\['bogus'\\]"),
         ({"marks": {"colour": 1}}, "unknown MarkStyle keys"),
-        ({"marks": {"radius_frac": 0}}, "radius_frac must be > 0"),
-        ({"frame": {"max_pixels": 0}}, "max_pixels must be > 0"),
+        ({"marks": {"radius_frac": 0}}, "radius_frac must be a positive number"),
+        ({"frame": {"max_pixels": 0}}, "max_pixels must be a positive integer"),
         ([1, 2], "must be a mapping"),
     ],
 )

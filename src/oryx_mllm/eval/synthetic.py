@@ -43,6 +43,7 @@ from typing import Any
 
 from PIL import Image
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.compression_policy import check_ratio
 from oryx_mllm.data.synthetic import (
     FAMILIES,
@@ -109,8 +110,7 @@ class SyntheticEvalOptions:
         if self.image_size is not None:
             counts["image_size"] = self.image_size
         for name, value in counts.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            check_range(name, value, integer=True, at_least=1)
         if self.compression is not None:
             check_ratio(self.compression)
         if self.long_depth is not None and not 0.0 <= self.long_depth <= 1.0:

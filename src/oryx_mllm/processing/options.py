@@ -14,13 +14,13 @@ functions enforce this by using ``lcm(multiple, 16 * r)`` as the effective multi
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass, field
 from typing import Literal
 
 from PIL import Image
 
-from oryx_mllm.errors import ConfigError, OryxError
+from oryx_mllm.checks import check_number, check_range
+from oryx_mllm.errors import ConfigError
 
 PATCH_SIZE = 16
 
@@ -30,21 +30,6 @@ RESAMPLING: dict[str, Image.Resampling] = {
     "bicubic": Image.Resampling.BICUBIC,
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-
-def check_number(
-    name: str, value, integer: bool = False, error: type[OryxError] = ConfigError
-) -> None:
-    """``value`` is a real number (an integer when ``integer``); a bool or a string is not."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise error(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
-
-
-def _check_positive(name: str, value, integer: bool = False) -> None:
-    check_number(name, value, integer)
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
 
 
 def _check_rgb(name: str, value, integer: bool = False) -> None:
@@ -98,12 +83,12 @@ class ImageOptions:
 
     def __post_init__(self) -> None:
         for name in ("max_pixels", "multiple", "min_side", "upscale_to", "lowres_pixels"):
-            _check_positive(name, getattr(self, name), integer=True)
-        _check_positive("lowres_multiple", self.lowres_multiple, integer=True)
+            check_range(name, getattr(self, name), integer=True, above=0)
+        check_range("lowres_multiple", self.lowres_multiple, integer=True, above=0)
         if self.max_pixels < self.multiple**2 or self.lowres_pixels < self.lowres_multiple**2:
             raise ConfigError("max_pixels / lowres_pixels must hold at least one multiple²")
         if self.max_input_pixels is not None:
-            _check_positive("max_input_pixels", self.max_input_pixels, integer=True)
+            check_range("max_input_pixels", self.max_input_pixels, integer=True, above=0)
         if self.resample not in RESAMPLING:
             raise ConfigError(
                 f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
@@ -161,11 +146,11 @@ class VideoOptions:
 
     def __post_init__(self) -> None:
         for name in ("fps", "list_fps"):
-            _check_positive(name, getattr(self, name))
+            check_range(name, getattr(self, name), above=0)
         for name in ("max_frames", "long_max_frames", "compression", "long_compression"):
-            _check_positive(name, getattr(self, name), integer=True)
+            check_range(name, getattr(self, name), integer=True, above=0)
         for name in ("min_pixels", "max_pixels", "multiple", "long_multiple"):
-            _check_positive(name, getattr(self, name), integer=True)
+            check_range(name, getattr(self, name), integer=True, above=0)
         if self.min_pixels > self.max_pixels:
             raise ConfigError("min_pixels must be <= max_pixels")
         if self.max_pixels < max(self.multiple, self.long_multiple) ** 2:
@@ -173,11 +158,11 @@ class VideoOptions:
         if self.long_video not in (True, False, "auto"):
             raise ConfigError(f"long_video must be True, False or 'auto', got {self.long_video!r}")
         if self.long_threshold_s is not None:
-            _check_positive("long_threshold_s", self.long_threshold_s)
+            check_range("long_threshold_s", self.long_threshold_s, above=0)
         if self.seek_min_gap_s is not None:
             check_number("seek_min_gap_s", self.seek_min_gap_s)
         if self.max_input_pixels is not None:
-            _check_positive("max_input_pixels", self.max_input_pixels, integer=True)
+            check_range("max_input_pixels", self.max_input_pixels, integer=True, above=0)
         if self.resample not in RESAMPLING:
             raise ConfigError(
                 f"resample must be one of {sorted(RESAMPLING)}, got {self.resample!r}"
@@ -213,8 +198,8 @@ class MarkStyle:
     draw_text: bool = True
 
     def __post_init__(self) -> None:
-        _check_positive("marks.radius_frac", self.radius_frac)
-        _check_positive("marks.min_radius", self.min_radius, integer=True)
+        check_range("marks.radius_frac", self.radius_frac, above=0)
+        check_range("marks.min_radius", self.min_radius, integer=True, above=0)
         check_number("marks.outline_width", self.outline_width, integer=True)
         if self.outline_width < 0:
             raise ConfigError(f"marks.outline_width must be >= 0, got {self.outline_width!r}")
@@ -239,7 +224,7 @@ class MultiViewOptions:
                     f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__} "
                     "(multiview_options_from_dict builds one from a dict)"
                 )
-        _check_positive("max_views", self.max_views, integer=True)
+        check_range("max_views", self.max_views, integer=True, above=0)
         check_number("min_mask_area", self.min_mask_area, integer=True)
 
 

@@ -9,7 +9,6 @@ recipe stops with a :class:`~oryx_mllm.errors.ConfigError` naming the key before
 from __future__ import annotations
 
 import dataclasses
-import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any
 
 import yaml
 
+from oryx_mllm.checks import check_bool, check_range
 from oryx_mllm.errors import ConfigError
 from oryx_mllm.processing.options import (
-    check_number,
     image_options_from_dict,
     multiview_options_from_dict,
     video_options_from_dict,
@@ -48,34 +47,8 @@ COMPRESSED_MODALITIES = ("image", "video", "video_long", "multiview")
 REPORTERS = ("jsonl", "tensorboard")
 
 
-# Checks shared by the recipe sections; each raises a ConfigError naming the key -----------------
-
-
-def _check_range(
-    name: str, value, integer: bool = False, at_least=None, above=None, at_most=None, below=None
-) -> None:
-    """``value`` is a number (an integer when ``integer``; never a bool or a string) within the
-    bounds given."""
-    check_number(name, value, integer)
-    bounds = {">=": at_least, ">": above, "<=": at_most, "<": below}
-    bounds = {op: bound for op, bound in bounds.items() if bound is not None}
-    if not all(_COMPARE[op](value, bound) for op, bound in bounds.items()):
-        kind = "integer" if integer else "number"
-        if bounds == {">": 0} or (integer and bounds == {">=": 1}):
-            want = f"a positive {kind}"
-        else:
-            want = f"{'an' if integer else 'a'} {kind} " + " and ".join(
-                f"{op} {bound}" for op, bound in bounds.items()
-            )
-        raise ConfigError(f"{name} must be {want}, got {value!r}")
-
-
-_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
+# Checks of the recipe sections (numbers and booleans: oryx_mllm.checks); each raises a
+# ConfigError naming the key -----------------------------------------------------------------------
 
 
 def _check_str(name: str, value, optional: bool = False) -> None:
@@ -131,9 +104,7 @@ class ModelSpec:
     def __post_init__(self) -> None:
         for name in ("path", "vision_tower", "llm", "tokenizer", "attn_implementation"):
             _check_str(f"model.{name}", getattr(self, name), optional=True)
-        _check_range(
-            "model.compressor_mid_size", self.compressor_mid_size, integer=True, at_least=1
-        )
+        check_range("model.compressor_mid_size", self.compressor_mid_size, integer=True, at_least=1)
         if self.vision_config is not None:
             self._check_vision_config()
         if self.llm_config is not None:
@@ -216,11 +187,11 @@ class DataSpec:
     def __post_init__(self) -> None:
         self.train = _str_list("data.train", self.train)
         _check_str("data.data_root", self.data_root)
-        _check_range("data.max_length", self.max_length, integer=True, at_least=1)
-        _check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
-        _check_range("data.max_skip_attempts", self.max_skip_attempts, integer=True, at_least=1)
-        _check_bool("data.group_by_length", self.group_by_length)
-        _check_bool("data.packing", self.packing)
+        check_range("data.max_length", self.max_length, integer=True, at_least=1)
+        check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
+        check_range("data.max_skip_attempts", self.max_skip_attempts, integer=True, at_least=1)
+        check_bool("data.group_by_length", self.group_by_length)
+        check_bool("data.packing", self.packing)
         _check_mapping("data.compression", self.compression)
         for modality, ratio in self.compression.items():
             if modality not in COMPRESSED_MODALITIES:
@@ -228,7 +199,7 @@ class DataSpec:
                     f"data.compression: unknown modality {modality!r}; "
                     f"choose from {COMPRESSED_MODALITIES}"
                 )
-            _check_range(f"data.compression.{modality}", ratio, integer=True, at_least=1)
+            check_range(f"data.compression.{modality}", ratio, integer=True, at_least=1)
         for name in ("image", "video", "multiview"):
             _check_mapping(f"data.{name}", getattr(self, name))
         # build the options now: a bad key fails at load time, named
@@ -264,9 +235,9 @@ class LoraSpec:
     )
 
     def __post_init__(self) -> None:
-        _check_range("stage.lora.r", self.r, integer=True, at_least=1)
-        _check_range("stage.lora.alpha", self.alpha, above=0)
-        _check_range("stage.lora.dropout", self.dropout, at_least=0, below=1)
+        check_range("stage.lora.r", self.r, integer=True, at_least=1)
+        check_range("stage.lora.alpha", self.alpha, above=0)
+        check_range("stage.lora.dropout", self.dropout, at_least=0, below=1)
         self.target_modules = _str_list("stage.lora.target_modules", self.target_modules)
         if not self.target_modules:
             raise ConfigError("stage.lora.target_modules must name at least one module")
@@ -312,18 +283,18 @@ class OptimSpec:
     group_lr: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_range("optim.lr", self.lr, above=0)
-        _check_range("optim.weight_decay", self.weight_decay, at_least=0)
+        check_range("optim.lr", self.lr, above=0)
+        check_range("optim.weight_decay", self.weight_decay, at_least=0)
         if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
             raise ConfigError(f"optim.betas must be two numbers, got {self.betas!r}")
         for beta in self.betas:
-            _check_range("optim.betas", beta, at_least=0, below=1)
+            check_range("optim.betas", beta, at_least=0, below=1)
         self.betas = tuple(self.betas)
-        _check_range("optim.warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
+        check_range("optim.warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
         if self.schedule not in ("cosine", "constant", "linear"):
             raise ConfigError(f"optim.schedule {self.schedule!r} not in cosine/constant/linear")
         if self.max_grad_norm is not None:
-            _check_range("optim.max_grad_norm", self.max_grad_norm, at_least=0)
+            check_range("optim.max_grad_norm", self.max_grad_norm, at_least=0)
         _check_mapping("optim.group_lr", self.group_lr)
         bad = sorted(set(self.group_lr) - set(MODULE_GROUPS))
         if bad:
@@ -331,7 +302,7 @@ class OptimSpec:
                 f"optim.group_lr has unknown groups {bad}; choose from {MODULE_GROUPS}"
             )
         for group, lr in self.group_lr.items():
-            _check_range(f"optim.group_lr.{group}", lr, above=0)
+            check_range(f"optim.group_lr.{group}", lr, above=0)
 
 
 @dataclass
@@ -377,14 +348,14 @@ class TrainConfig:
             "save_steps",
             "log_steps",
         ):
-            _check_range(name, getattr(self, name), integer=True, at_least=1)
+            check_range(name, getattr(self, name), integer=True, at_least=1)
         if self.max_steps is not None:
-            _check_range("max_steps", self.max_steps, integer=True, at_least=1)
+            check_range("max_steps", self.max_steps, integer=True, at_least=1)
         if self.save_total_limit is not None:
-            _check_range("save_total_limit", self.save_total_limit, integer=True, at_least=0)
-        _check_range("seed", self.seed, integer=True, at_least=0, at_most=2**32 - 1)
-        _check_bool("gradient_checkpointing", self.gradient_checkpointing)
-        _check_bool("progress", self.progress)
+            check_range("save_total_limit", self.save_total_limit, integer=True, at_least=0)
+        check_range("seed", self.seed, integer=True, at_least=0, at_most=2**32 - 1)
+        check_bool("gradient_checkpointing", self.gradient_checkpointing)
+        check_bool("progress", self.progress)
         if self.resume is not None and not (isinstance(self.resume, str) and self.resume):
             raise ConfigError(
                 f"resume must be 'auto', a checkpoint folder or null, got {self.resume!r}"

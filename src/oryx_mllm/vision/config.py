@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
+from oryx_mllm.checks import check_bool, check_range
 from oryx_mllm.errors import ConfigError
 
 ACTIVATIONS = ("gelu", "gelu_pytorch_tanh")
@@ -51,16 +51,9 @@ class OryxViTConfig:
 
     def __post_init__(self) -> None:
         for name in POSITIVE_INT_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        eps = self.layer_norm_eps
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ConfigError(f"layer_norm_eps must be a number > 0, got {eps!r}")
-        if not isinstance(self.gradient_checkpointing, bool):
-            raise ConfigError(
-                f"gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}"
-            )
+            check_range(name, getattr(self, name), integer=True, at_least=1)
+        check_range("layer_norm_eps", self.layer_norm_eps, above=0)
+        check_bool("gradient_checkpointing", self.gradient_checkpointing)
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
