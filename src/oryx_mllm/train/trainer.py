@@ -69,6 +69,7 @@ def build_model(cfg: TrainConfig):
     """The model and tokenizer a recipe names (see :class:`~oryx_mllm.train.config.ModelSpec`)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from oryx_mllm.checkpoint import load_tokenizer
     from oryx_mllm.config import OryxConfig
     from oryx_mllm.model import OryxForConditionalGeneration
     from oryx_mllm.processing.chat import ensure_visual_token
@@ -79,8 +80,8 @@ def build_model(cfg: TrainConfig):
         path = getattr(spec, name)
         if path and not Path(path.removeprefix("siglip:")).exists():
             raise CheckpointError(f"model.{name}: {path} does not exist")
-    if spec.path:
-        tokenizer = AutoTokenizer.from_pretrained(spec.tokenizer or spec.path)
+    if spec.path:  # an Oryx folder: its config.json is ours, which AutoTokenizer cannot read
+        tokenizer = load_tokenizer(spec.tokenizer or spec.path)
         model = OryxForConditionalGeneration.from_pretrained(
             spec.path, tokenizer=tokenizer, vision_tower=spec.vision_tower
         )
