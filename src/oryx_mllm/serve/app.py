@@ -152,6 +152,9 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
     decoder = ThreadPoolExecutor(
         settings.decode_workers, thread_name_prefix="oryx-decode", initializer=_one_torch_thread
     )
+    texts = ThreadPoolExecutor(
+        settings.decode_workers, thread_name_prefix="oryx-text", initializer=_one_torch_thread
+    )
     created = int(time.time())
 
     @asynccontextmanager
@@ -162,6 +165,7 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
         finally:
             engine.stop()
             decoder.shutdown(wait=False, cancel_futures=True)
+            texts.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Oryx", version="1", lifespan=lifespan, docs_url="/docs")
     app.state.engine = engine
@@ -236,10 +240,11 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
         return prepared
 
     async def prepare(req: schemas.ChatCompletionRequest) -> PreparedRequest:
-        if not has_media(req):  # nothing to fetch or decode: never wait behind media requests
-            return prepare_checked(req)
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(decoder, prepare_checked, req)
+        # Media go to the decode pool; text-only requests (tokenising only) to their own, so they
+        # never wait behind a slow media fetch and never tokenise on the event loop.
+        pool = decoder if has_media(req) else texts
+        task = loop.run_in_executor(pool, prepare_checked, req)
         engine.expect()  # the worker may wait for this request to join a batch
         try:
             return await asyncio.wait_for(task, settings.decode_timeout_s)
