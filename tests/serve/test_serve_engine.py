@@ -59,6 +59,17 @@ def wait_until(cond, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def queue_behind_a_held_model(pool, gated: GatedPipeline, server, ask, n: int = 4):
+    """Request 0 (1 token) holds the gated model while requests 0..n-1 queue up behind it; then
+    the model is released. Returns the blocker's future and the queued ones'."""
+    blocker = pool.submit(ask, 0, 1)
+    assert gated.entered.wait(10)
+    futures = [pool.submit(ask, i) for i in range(n)]
+    wait_until(lambda: server.engine.queued == n)
+    gated.release()
+    return blocker, futures
+
+
 def test_concurrent_requests_run_as_one_batch_equal_to_one_by_one(make_server, pipe):
     gated = GatedPipeline(pipe, gated=True)
     server = make_server(gated, max_batch_size=4, batch_wait_ms=0)
@@ -70,11 +81,7 @@ def test_concurrent_requests_run_as_one_batch_equal_to_one_by_one(make_server, p
         )
 
     with ThreadPoolExecutor(5) as pool:
-        blocker = pool.submit(ask, 0, 1)  # holds the model while the four others queue up
-        assert gated.entered.wait(10)
-        futures = [pool.submit(ask, i) for i in range(4)]
-        wait_until(lambda: server.engine.queued == 4)
-        gated.release()
+        blocker, futures = queue_behind_a_held_model(pool, gated, server, ask)
         batched = [f.result(60) for f in futures]
         assert blocker.result(60).choices
     assert gated.calls == [1, 4]  # four requests of different image sizes, ONE model call
@@ -229,11 +236,7 @@ def test_one_failing_request_does_not_fail_its_batch(make_server, pipe):
         )
 
     with ThreadPoolExecutor(5) as pool:
-        blocker = pool.submit(ask, 0, 1)  # holds the model while the four others queue up
-        assert gated.entered.wait(10)
-        futures = [pool.submit(ask, i) for i in range(4)]
-        wait_until(lambda: server.engine.queued == 4)
-        gated.release()
+        blocker, futures = queue_behind_a_held_model(pool, gated, server, ask)
         assert blocker.result(60).choices
         with pytest.raises(openai.InternalServerError):
             futures[2].result(60)
