@@ -113,6 +113,23 @@ def test_serve_with_unknown_dtype_fails_before_serving(model_dir):
     assert "unknown dtype 'float8'" in result.output
 
 
+def test_serve_with_bad_settings_names_the_options(model_dir):
+    result = runner.invoke(app, ["serve", "--model", str(model_dir), "--port", "-1",
+                                 "--workers", "0"])  # fmt: skip
+    assert result.exit_code == 2
+    assert "--port: Input should be greater than or equal to 0" in " ".join(result.output.split())
+    assert "--workers: Input should be greater than 0" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain-vision"])
+def test_a_binary_file_as_recipe_gives_clear_error(tmp_path, command):
+    recipe = tmp_path / "red.png"
+    recipe.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff")
+    result = runner.invoke(app, [command, str(recipe)])
+    assert result.exit_code == 2
+    assert "is not a text (UTF-8) file" in " ".join(result.output.split())
+
+
 def test_pretrain_vision_with_bad_recipe_gives_clear_error(tmp_path):
     recipe = tmp_path / "v.yaml"
     recipe.write_text("output_dir: out\nkinds: {faces: 1.0}\n")

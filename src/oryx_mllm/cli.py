@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oryx_mllm.errors import InvalidInputError, OryxError
+from oryx_mllm.errors import ConfigError, InvalidInputError, OryxError
 
 app = typer.Typer(
     help="Oryx multimodal LLM: native-resolution images, videos and 3D scenes on demand.",
@@ -83,7 +83,7 @@ def _encode_table(paths: list[Path], encoder_weights: Path | None, title: str) -
         encoder = OryxViT.from_pretrained(encoder_weights).eval()
 
     table = Table(title=title)
-    for col in ("image", "native size", "encoded size", "patch grid", "tokens", "encode ms"):
+    for col in ("image", "native size", "encoded size", "patch grid (WxH)", "tokens", "encode ms"):
         table.add_column(col, justify="right" if col != "image" else "left")
     for path in paths:
         visual = preprocess_image(path)
@@ -98,7 +98,7 @@ def _encode_table(paths: list[Path], encoder_weights: Path | None, title: str) -
             path.name,
             f"{w}x{h}",
             f"{high.shape[2]}x{high.shape[1]}",
-            f"{grids[0][0]}x{grids[0][1]}",
+            f"{grids[0][1]}x{grids[0][0]}",  # grids are (h, w); every column reads W x H
             str(feats[0].shape[0]),
             f"{ms:.1f}",
         )
@@ -367,19 +367,27 @@ def serve(
         from oryx_mllm.serve.settings import ServeSettings
     except ImportError as exc:
         _fail(RuntimeError(f"{exc}; install the serving extra: pip install 'oryx-mllm[serve]'"))
-    settings = ServeSettings(
-        model_path=model,
-        host=host,
-        port=port,
-        api_key=api_key,
-        media_root=media_root,
-        allow_remote_media=allow_remote_media,
-        max_batch_size=max_batch_size,
-        batch_wait_ms=batch_wait_ms,
-        max_queue=max_queue,
-        workers=workers,
-        torch_threads=torch_threads,
-    )
+    from pydantic import ValidationError
+
+    try:
+        settings = ServeSettings(
+            model_path=model,
+            host=host,
+            port=port,
+            api_key=api_key,
+            media_root=media_root,
+            allow_remote_media=allow_remote_media,
+            max_batch_size=max_batch_size,
+            batch_wait_ms=batch_wait_ms,
+            max_queue=max_queue,
+            workers=workers,
+            torch_threads=torch_threads,
+        )
+    except ValidationError as exc:
+        bad = "; ".join(
+            f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}" for e in exc.errors()
+        )
+        _fail(ConfigError(bad))
     try:
         pipe = _load_pipeline(model, None, dtype)
     except OryxError as exc:

@@ -521,6 +521,8 @@ def load_typed_yaml(
         data = read_yaml(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not a text (UTF-8) file: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
