@@ -30,18 +30,31 @@ Policy:
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import json
 import math
-from collections.abc import Sequence
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from oryx_mllm.data.synthetic import SyntheticSample, check_seed, iter_tasks, split_seed
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.checkpoint import atomic_write_all
+from oryx_mllm.checks import check_range
+from oryx_mllm.data.synthetic import (
+    SyntheticSample,
+    check_seed,
+    generate,
+    iter_tasks,
+    list_tasks,
+    resolve_task_kwargs,
+    split_seed,
+)
+from oryx_mllm.errors import ConfigError, OryxError
 from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.patchfile import PatchFileWriter
 
@@ -137,41 +150,71 @@ def build_split(
     ``seed`` defaults to the split's first base seed (0 for train, 1_000_000 for test) and is
     checked against the split convention. Returns the path of the JSON file (``<name>.json``,
     ``name`` defaulting to ``split``).
+
+    Every argument is checked (:class:`ConfigError`) before any file is touched; the files are
+    written under temporary names in ``out_dir`` and moved over the old ones only at the end,
+    so a failed build leaves a previous split in ``out_dir`` intact.
     """
     opt = options or BuildOptions()
     seed = split_seed(split) if seed is None else seed
     check_seed(seed, split)
     name = name or split
+    check_name(name)
+    check_counts(counts)
+    check_range("long_frames", opt.long_frames, integer=True, at_least=1)
+    check_range("marks_fraction", opt.marks_fraction, at_least=0, at_most=1)
+    task_kwargs = resolve_task_kwargs({**default_task_kwargs(opt.long_frames), **opt.task_kwargs})
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out_dir {str(out)!r} exists and is not a directory")
+
     out.mkdir(parents=True, exist_ok=True)
-    for suffix in ("images", "frames", "views"):  # writers append: start from empty files
-        (out / f"{name}_{suffix}.bin").unlink(missing_ok=True)
-    task_kwargs = {**default_task_kwargs(opt.long_frames), **opt.task_kwargs}
-    writers = {
-        s: PatchFileWriter(out / f"{name}_{s}.bin", ref_path=f"{name}_{s}.bin")
-        for s in ("images", "frames", "views")
-    }
-    records = []
-    try:
-        for sample in _samples(counts, seed, task_kwargs, opt.long_frames):
-            records.append(_record(sample, writers, opt))
-    finally:
-        for w in writers.values():
-            w.close()
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(records) + "\n")
-    return path
+    files = [f"{name}_{s}.bin" for s in ("images", "frames", "views")] + [f"{name}.json"]
+    with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as staging:
+        staged = {f: Path(staging) / f for f in files}
+        writers = {
+            s: PatchFileWriter(staged[f"{name}_{s}.bin"], ref_path=f"{name}_{s}.bin")
+            for s in ("images", "frames", "views")
+        }
+        records = []
+        try:
+            for sample in _samples(counts, seed, task_kwargs, opt.long_frames):
+                records.append(_record(sample, writers, opt))
+        finally:
+            for w in writers.values():
+                w.close()
+        staged[f"{name}.json"].write_text(json.dumps(records) + "\n")
+        # the JSON goes last: it never points into patch files older than itself
+        atomic_write_all({out / f: functools.partial(os.replace, staged[f]) for f in files})
+    return out / f"{name}.json"
+
+
+def check_name(name: str) -> None:
+    """``name`` is a plain file stem (no folder part)."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or os.sep in name:
+        raise ConfigError(f"name must be a file stem without a folder part, got {name!r}")
+
+
+def check_counts(counts: Mapping[str, int]) -> None:
+    """``counts`` maps known task or family names to integers >= 0."""
+    if not isinstance(counts, Mapping):
+        raise ConfigError(f"counts must map task or family names to counts, got {counts!r}")
+    for key, count in counts.items():
+        list_tasks(key)
+        check_range(f"count of {key!r}", count, integer=True, at_least=0)
 
 
 def _samples(counts, seed, task_kwargs, long_frames):
-    """The split's samples; long videos get ``num_frames`` drawn here and a matching span."""
+    """The split's samples; long videos get ``num_frames`` drawn here and a matching span.
+
+    ``task_kwargs`` is per task (:func:`~oryx_mllm.data.synthetic.resolve_task_kwargs`), so a
+    regenerated sample gets the same kwargs as the first draw, family-level ones included.
+    """
     for sample in iter_tasks(counts, seed, task_kwargs=task_kwargs):
         if sample.modality == "video_long":
             n = len(sample.media)
             span = long_video_span(n, long_frames)
             if sample.media.needle_span < span:  # regenerate with a span that survives
-                from oryx_mllm.data.synthetic import generate
-
                 _, _, index = sample.id.rsplit(":", 2)
                 kw = {**task_kwargs.get(sample.task, {}), "num_frames": n, "needle_span": span}
                 sample = generate(sample.task, seed, int(index), **kw)
@@ -217,9 +260,12 @@ def parse_counts(items: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for item in items:
         key, _, value = item.partition("=")
-        if not value:
-            raise ValueError(f"count {item!r} is not of the form task_or_family=N")
-        out[key] = int(value)
+        if not key or not value:
+            raise ConfigError(f"--counts {item!r} is not of the form task_or_family=N")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            raise ConfigError(f"--counts {item!r}: N must be an integer, got {value!r}") from None
     return out
 
 
@@ -250,14 +296,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     opt = BuildOptions(
         long_frames=args.long_frames, marks_fraction=args.marks_fraction, mark_style=style
     )
-    path = build_split(
-        args.out_dir,
-        parse_counts(args.counts),
-        split=args.split,
-        seed=args.seed,
-        name=args.name,
-        options=opt,
-    )
+    try:
+        path = build_split(
+            args.out_dir,
+            parse_counts(args.counts),
+            split=args.split,
+            seed=args.seed,
+            name=args.name,
+            options=opt,
+        )
+    except OryxError as e:
+        parser.error(str(e))
     n = len(json.loads(path.read_text()))
     print(f"wrote {n} records to {path}")
     if args.tokenizer:

@@ -11,7 +11,8 @@ Input schema (a ``.json`` file holding one such object or a list of them, or a `
 with one per line)::
 
     {
-      "id": "tt0120338",                  # optional, default: the video file's stem
+      "id": "tt0120338",                  # optional, default: the video file's stem; must be
+                                          # unique in the file (it seeds the random choices)
       "video": "movies/tt0120338.mp4",    # path relative to the data root, or a patch reference
       "num_frames": 1532,                 # frames in the source video; optional for a patch
                                           # reference (then len(size)), checked if both are given
@@ -56,7 +57,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oryx_mllm.errors import DataError
+from oryx_mllm.checkpoint import atomic_write
+from oryx_mllm.errors import DataError, OryxError
 from oryx_mllm.train.patchfile import MediaRef, parse_media_ref
 from oryx_mllm.train.records import VIDEO_PLACEHOLDER, iter_json_records
 
@@ -230,8 +232,17 @@ def build_niah_file(
     tasks: Sequence[str] = ("captioning", "differing"),
 ) -> int:
     """Read annotated videos (``.json`` object / list, or ``.jsonl``), write the records to
-    ``output_json`` (a JSON list, or JSON lines if it ends in ``.jsonl``); return how many."""
-    path = Path(input_json)
+    ``output_json`` (a JSON list, or JSON lines if it ends in ``.jsonl``); return how many.
+
+    Video ids must be unique: an id names the records and seeds their random choices, so two
+    videos with one id (e.g. default ids of ``a/clip.mp4`` and ``b/clip.mp4``) would get clashing
+    record ids and identical frame positions. Give such videos distinct ``"id"`` fields.
+    """
+    path, out = Path(input_json), Path(output_json)
+    if path.is_dir():
+        raise DataError(f"NIAH input {str(path)!r} is a directory, not a .json / .jsonl file")
+    if out.is_dir():
+        raise DataError(f"NIAH output {str(out)!r} is a directory, not a .json / .jsonl file")
     if path.suffix == ".jsonl":
         entries = [e for _, e in iter_json_records(path)]
     else:
@@ -244,19 +255,28 @@ def build_niah_file(
                 f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
             ) from None
         entries = data if isinstance(data, list) else [data]
+    videos = [parse_niah_video(entry, i) for i, entry in enumerate(entries)]
+    first: dict[str, int] = {}
+    for i, video in enumerate(videos):
+        j = first.setdefault(video.id, i)
+        if j != i:
+            raise DataError(
+                f"{path}: NIAH videos #{j} and #{i} have the same id {video.id!r} "
+                "(ids seed the samples and must be unique: give them distinct 'id' fields)"
+            )
     records: list[dict] = []
-    for i, entry in enumerate(entries):
-        records += build_niah_samples(parse_niah_video(entry, i), num_frames, seed, tasks=tasks)
-    out = Path(output_json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        if out.suffix == ".jsonl":
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        else:
-            json.dump(records, f, ensure_ascii=False)
-    os.replace(tmp, out)
+    for video in videos:
+        records += build_niah_samples(video, num_frames, seed, tasks=tasks)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            if out.suffix == ".jsonl":
+                for r in records:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            else:
+                json.dump(records, f, ensure_ascii=False)
+
+    atomic_write(out, write)
     return len(records)
 
 
@@ -272,9 +292,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tasks", default="captioning,differing")
     a = p.parse_args(argv)
-    n = build_niah_file(
-        a.input_json, a.output_json, num_frames=a.num_frames, seed=a.seed, tasks=a.tasks.split(",")
-    )
+    try:
+        n = build_niah_file(
+            a.input_json,
+            a.output_json,
+            num_frames=a.num_frames,
+            seed=a.seed,
+            tasks=a.tasks.split(","),
+        )
+    except OryxError as e:
+        p.error(str(e))
     print(f"wrote {n} samples to {a.output_json}")
 
 

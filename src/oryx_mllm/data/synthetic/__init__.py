@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.data.synthetic import task_documents as _documents
 from oryx_mllm.data.synthetic import task_long_videos as _long_videos
 from oryx_mllm.data.synthetic import task_multiview as _multiview
@@ -57,6 +58,7 @@ from oryx_mllm.data.synthetic.common import (
     sample_rng,
 )
 from oryx_mllm.data.synthetic.task_long_videos import NeedleVideo, make_needle_video
+from oryx_mllm.errors import ConfigError
 
 TaskFn = Callable[..., SyntheticSample]
 
@@ -87,25 +89,28 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 TRAIN_SEEDS = range(0, 1_000_000)
 TEST_SEED_MIN = 1_000_000
 TEST_SEEDS = range(TEST_SEED_MIN, 2**32)
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {list(SPLITS)}, got {split!r}")
 
 
 def split_seed(split: str, k: int = 0) -> int:
     """The ``k``-th base seed of ``split`` ("train": ``k``, "test": ``1_000_000 + k``)."""
-    if split == "train":
-        seed = TRAIN_SEEDS.start + k
-    elif split == "test":
-        seed = TEST_SEED_MIN + k
-    else:
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    _check_split(split)
+    check_range("k", k, integer=True, at_least=0)
+    seed = (TRAIN_SEEDS.start if split == "train" else TEST_SEED_MIN) + k
     check_seed(seed, split)
     return seed
 
 
 def check_seed(seed: int, split: str) -> None:
-    """Raise if ``seed`` does not belong to ``split`` under the convention above."""
-    ok = seed in TRAIN_SEEDS if split == "train" else seed in TEST_SEEDS
-    if not ok:
-        raise ValueError(f"seed {seed} is not a {split} seed (train < {TEST_SEED_MIN} <= test)")
+    """Raise :class:`ConfigError` if ``seed`` does not belong to ``split`` (convention above)."""
+    _check_split(split)
+    seeds = TRAIN_SEEDS if split == "train" else TEST_SEEDS
+    check_range(f"{split} seed", seed, integer=True, at_least=seeds.start, below=seeds.stop)
 
 
 def list_tasks(name: str | None = None) -> tuple[str, ...]:
@@ -116,13 +121,15 @@ def list_tasks(name: str | None = None) -> tuple[str, ...]:
         return FAMILIES[name]
     if name in TASKS:
         return (name,)
-    raise KeyError(f"unknown task or family {name!r}; families: {sorted(FAMILIES)}")
+    raise ConfigError(
+        f"unknown task or family {name!r}; families: {sorted(FAMILIES)}, tasks: {sorted(TASKS)}"
+    )
 
 
 def generate(task: str, seed: int, index: int, **kwargs) -> SyntheticSample:
     """Sample ``index`` of ``task`` with base ``seed`` (kwargs go to the task, e.g. ``depth``)."""
     if task not in TASKS:
-        raise KeyError(f"unknown task {task!r}")
+        raise ConfigError(f"unknown task {task!r}; tasks: {sorted(TASKS)}")
     return TASKS[task](sample_rng(seed, task, index), seed, index, **kwargs)
 
 
@@ -172,13 +179,22 @@ def _schedule(task_counts: dict[str, int]) -> list[tuple[str, int]]:
     evenly over its tasks (the first tasks get the remainder)."""
     per_task: dict[str, int] = {}
     for name, count in task_counts.items():
-        if count < 0:
-            raise ValueError(f"negative count for {name!r}")
         tasks = list_tasks(name)
+        check_range(f"count of {name!r}", count, integer=True, at_least=0)
         for j, task in enumerate(tasks):
             share = count // len(tasks) + (1 if j < count % len(tasks) else 0)
             per_task[task] = per_task.get(task, 0) + share
     return [(task, i) for task, c in per_task.items() for i in range(c)]
+
+
+def resolve_task_kwargs(task_kwargs: dict[str, dict] | None) -> dict[str, dict]:
+    """``{task or family: kwargs}`` -> ``{task: kwargs}``: a family's kwargs go to each of its
+    tasks, later entries (e.g. a task after its family) update earlier ones."""
+    kwargs_for: dict[str, dict] = {}
+    for name, kw in (task_kwargs or {}).items():
+        for task in list_tasks(name):
+            kwargs_for.setdefault(task, {}).update(kw)
+    return kwargs_for
 
 
 def iter_tasks(
@@ -199,10 +215,7 @@ def iter_tasks(
             len(schedule)
         )
         schedule = [schedule[int(i)] for i in perm]
-    kwargs_for: dict[str, dict] = {}
-    for name, kw in (task_kwargs or {}).items():
-        for task in list_tasks(name):
-            kwargs_for.setdefault(task, {}).update(kw)
+    kwargs_for = resolve_task_kwargs(task_kwargs)
     for task, index in schedule:
         yield generate(task, seed, index, **kwargs_for.get(task, {}))
 
@@ -259,6 +272,7 @@ __all__ = [
     "make_split",
     "multiview_scenes",
     "objects",
+    "resolve_task_kwargs",
     "sample_texts",
     "short_videos",
     "split_seed",

@@ -18,6 +18,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from oryx_mllm.checks import check_range
+
 SampleModality = Literal["image", "video", "video_long", "multiview"]
 
 # Closed answer vocabulary. Colours are far apart in RGB so they survive downscaling and pooling.
@@ -97,8 +99,8 @@ def task_key(task: str) -> int:
 
 def sample_rng(seed: int, task: str, index: int) -> np.random.Generator:
     """The random generator of sample ``index`` of ``task`` in the stream with base ``seed``."""
-    if seed < 0 or index < 0:
-        raise ValueError(f"seed and index must be non-negative, got {seed}, {index}")
+    check_range("seed", seed, integer=True, at_least=0)
+    check_range("index", index, integer=True, at_least=0)
     return np.random.default_rng(np.random.SeedSequence([seed, task_key(task), index]))
 
 
