@@ -8,6 +8,7 @@ from pathlib import Path
 
 from oryx_mllm.checks import check_bool, check_range
 from oryx_mllm.errors import ConfigError
+from oryx_mllm.vision.attention import BACKENDS
 
 ACTIVATIONS = ("gelu", "gelu_pytorch_tanh")
 POSITION_INITS = ("normal", "sincos")
@@ -60,6 +61,8 @@ class OryxViTConfig:
             )
         if self.hidden_act not in ACTIVATIONS:
             raise ConfigError(f"hidden_act {self.hidden_act!r} not in {ACTIVATIONS}")
+        if self.attention_backend not in BACKENDS:
+            raise ConfigError(f"attention_backend {self.attention_backend!r} not in {BACKENDS}")
         if self.position_init not in POSITION_INITS:
             raise ConfigError(f"position_init {self.position_init!r} not in {POSITION_INITS}")
         if self.position_init == "sincos" and self.hidden_size % 4:

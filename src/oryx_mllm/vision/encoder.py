@@ -22,6 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.errors import CheckpointError, ConfigError, InvalidInputError
 from oryx_mllm.vision.attention import resolve_backend, varlen_attention
 from oryx_mllm.vision.config import OryxViTConfig
@@ -30,6 +31,12 @@ from oryx_mllm.vision.config import OryxViTConfig
 # all made a token's position linearly readable (R² >= 0.98) while its shape and colour stayed
 # about as readable as with the random table (docs/default_model.md, fifth session).
 SINCOS_SCALE = 0.5
+
+# Byte budget of the resampled position tables cached for inference. A budget rather than an
+# entry count because an entry's size varies ~1000x with the grid: for the released encoder in
+# bf16 a 96x96 grid is ~21 MB, a 16x16 one ~0.6 MB. 64 MiB keeps a few large grids (a video's
+# frames share one) or hundreds of small ones; the newest entry is always kept, even if larger.
+POS_CACHE_BYTES = 64 * 2**20
 
 
 def sincos_position_table(grid: int, dim: int, scale: float = 1.0) -> torch.Tensor:
@@ -116,7 +123,9 @@ class OryxViT(nn.Module):
         self.patch_embed = PatchEmbed(cfg)
         self.pos_embed = nn.Parameter(torch.zeros(1, cfg.position_grid**2, cfg.hidden_size))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
-        self._pos_cache: dict[tuple, torch.Tensor] = {}
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._pos_cache_key: tuple | None = None
+        self._pos_cache_source: torch.Tensor | None = None
         if cfg.position_init == "sincos":
             table = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
             self.pos_embed.data.copy_(table[None])
@@ -145,15 +154,35 @@ class OryxViT(nn.Module):
         Cached by grid while the table is frozen (inference); recomputed when it trains so the
         gradient flows to ``pos_embed``.
         """
-        if self.pos_embed.requires_grad and torch.is_grad_enabled():
+        pe = self.pos_embed
+        if pe.requires_grad and torch.is_grad_enabled():
             return self._resample_pos(h, w)
-        key = (h, w, self.pos_embed.device, self.pos_embed.dtype, self.pos_embed._version)
-        table = self._pos_cache.get(key)
+        # The cache belongs to one table: its storage, version, device and dtype. `_version` alone
+        # misses `pos_embed.data = ...`, `.to(...)` and `load_state_dict(assign=True)`, which swap
+        # the storage without bumping it. `_pos_cache_source` aliases the storage the entries came
+        # from, so that address cannot be reused by a new table while they exist.
+        key = (pe.data_ptr(), pe._version, pe.device, pe.dtype)
+        if key != self._pos_cache_key:
+            self.clear_position_cache()
+            self._pos_cache_key, self._pos_cache_source = key, pe.detach()
+        table = self._pos_cache.pop((h, w), None)
         if table is None:
-            if len(self._pos_cache) > 256:
-                self._pos_cache.clear()
-            table = self._pos_cache[key] = self._resample_pos(h, w).detach()
+            table = self._resample_pos(h, w).detach()
+        self._pos_cache[(h, w)] = table  # (re)inserted last: the dict is in LRU order
+        nbytes = sum(t.numel() * t.element_size() for t in self._pos_cache.values())
+        while nbytes > POS_CACHE_BYTES and len(self._pos_cache) > 1:
+            oldest = self._pos_cache.pop(next(iter(self._pos_cache)))
+            nbytes -= oldest.numel() * oldest.element_size()
         return table
+
+    def clear_position_cache(self) -> None:
+        """Drop the cached resampled position tables (done on every weight load)."""
+        self._pos_cache.clear()
+        self._pos_cache_key = self._pos_cache_source = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self.clear_position_cache()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _resample_pos(self, h: int, w: int) -> torch.Tensor:
         G, C = self.config.position_grid, self.config.hidden_size
@@ -207,9 +236,32 @@ class OryxViT(nn.Module):
         patches = img.reshape(c, h, p, w, p).permute(1, 3, 0, 2, 4).reshape(h * w, c * p * p)
         return patches, (h, w)
 
+    def _check_packed(self, x: torch.Tensor, seqlens: Sequence[int]) -> None:
+        """Plain-Python shape checks of :meth:`forward`'s inputs (cheap, compile-friendly)."""
+        C = self.config.hidden_size
+        if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[1] != C:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise InvalidInputError(
+                f"OryxViT.forward x must be a packed [T, {C}] tensor, got {shape}"
+            )
+        for i, n in enumerate(seqlens):
+            check_range(
+                f"OryxViT.forward seqlens[{i}]",
+                n,
+                integer=True,
+                at_least=1,
+                error=InvalidInputError,
+            )
+        if sum(seqlens) != x.shape[0]:
+            raise InvalidInputError(
+                f"OryxViT.forward seqlens {list(seqlens)} sum to {sum(seqlens)}, "
+                f"but x has {x.shape[0]} tokens"
+            )
+
     # Forward ----------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, seqlens: Sequence[int]) -> torch.Tensor:
         """Run the blocks over a packed sequence ``[T, C]`` made of segments ``seqlens``."""
+        self._check_packed(x, seqlens)
         backend = resolve_backend(self.config.attention_backend, x.device)
         for blk in self.blocks:
             if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -260,7 +312,6 @@ class OryxViT(nn.Module):
                     f"the config expects {tuple(tensor.shape)}"
                 )
         self.load_state_dict({k: state_dict[k] for k in own}, strict=True)
-        self._pos_cache.clear()
         return unexpected
 
     @classmethod

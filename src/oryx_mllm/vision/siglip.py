@@ -24,7 +24,6 @@ Accepted sources: a ``SiglipVisionModel`` / ``SiglipModel`` instance, a folder w
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -34,6 +33,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from oryx_mllm.checkpoint import read_json
 from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.vision.config import OryxViTConfig
 from oryx_mllm.vision.encoder import OryxViT, load_state_dict_file, resample_position_table
@@ -106,8 +106,7 @@ def oryx_config_from_siglip(
         # the default guard (a 2048 px square at patch 16) must admit the full position grid
         max_patches_per_image=max(OryxViTConfig.max_patches_per_image, position_grid**2),
     )
-    fields.update(overrides)
-    return OryxViTConfig(**fields)
+    return OryxViTConfig.from_dict({**fields, **overrides})
 
 
 def _config_from_state_dict(sd: Mapping[str, torch.Tensor], position_grid: int) -> OryxViTConfig:
@@ -123,12 +122,17 @@ def _config_from_state_dict(sd: Mapping[str, torch.Tensor], position_grid: int) 
             f"cannot infer the number of heads of a width-{hidden} SigLIP state dict; "
             "pass siglip_config=... (or num_heads=...)"
         )
-    depth = 1 + max(int(m.group(1)) for k in sd if (m := _LAYER_RE.match(k)))
+    layers = [int(m.group(1)) for k in sd if (m := _LAYER_RE.match(k))]
+    if not layers:
+        raise CheckpointError("not a SigLIP vision state dict: no encoder.layers.N weights")
+    fc1 = sd.get("encoder.layers.0.mlp.fc1.weight")
+    if fc1 is None:
+        raise CheckpointError("SigLIP state dict lacks encoder.layers.0.mlp.fc1.weight")
     return OryxViTConfig(
         hidden_size=hidden,
-        depth=depth,
+        depth=1 + max(layers),
         num_heads=_HEADS_BY_WIDTH[hidden],
-        mlp_hidden_size=sd["encoder.layers.0.mlp.fc1.weight"].shape[0],
+        mlp_hidden_size=fc1.shape[0],
         patch_size=pe.shape[-1],
         num_channels=pe.shape[1],
         position_grid=position_grid,
@@ -222,10 +226,13 @@ def _read_folder(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(f"{path} has no config.json")
-    config = json.loads(config_file.read_text())
+    config = read_json(config_file, error=CheckpointError)
     index = path / "model.safetensors.index.json"
     if index.is_file():  # sharded
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        weight_map = read_json(index, error=CheckpointError).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} has no weight_map object")
+        shards = sorted(set(weight_map.values()))
         sd: dict[str, torch.Tensor] = {}
         for shard in shards:
             sd.update(load_state_dict_file(path / shard))
