@@ -164,5 +164,5 @@ def test_options_reject_an_empty_task_list():
 def test_options_raise_config_error_for_a_train_seed():
     from oryx_mllm.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="seed 5 is not a test seed"):
+    with pytest.raises(ConfigError, match="test seed must be an integer >= 1000000 .* got 5"):
         SyntheticEvalOptions(seed=5)
