@@ -62,3 +62,36 @@ def test_unknown_attention_backend_is_a_config_error():
 def test_forward_rejects_bad_packed_inputs(x, seqlens, match):
     with pytest.raises(InvalidInputError, match=match):
         _tiny()(x, seqlens)
+
+
+def test_threads_sharing_one_encoder_use_its_cache_safely():
+    import random
+    import sys
+    import threading
+
+    cfg = OryxViTConfig(hidden_size=32, depth=1, num_heads=2, mlp_hidden_size=64, position_grid=8)
+    model = OryxViT(cfg).eval()
+    errors: list[Exception] = []
+
+    def work(seed: int) -> None:  # like server workers encoding images of many sizes
+        rnd = random.Random(seed)
+        with torch.inference_mode():
+            for _ in range(1500):
+                try:
+                    model.position_embedding(rnd.randint(1, 40), rnd.randint(1, 40))
+                except Exception as e:  # noqa: BLE001 - collected and asserted below
+                    errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    with torch.inference_mode():
+        assert torch.equal(model.position_embedding(7, 9), model._resample_pos(7, 9))

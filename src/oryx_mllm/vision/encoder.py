@@ -14,6 +14,7 @@ Parameter names equal the released ``oryx_vit.pth``.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +38,9 @@ SINCOS_SCALE = 0.5
 # bf16 a 96x96 grid is ~21 MB, a 16x16 one ~0.6 MB. 64 MiB keeps a few large grids (a video's
 # frames share one) or hundreds of small ones; the newest entry is always kept, even if larger.
 POS_CACHE_BYTES = 64 * 2**20
+# Server workers share one model and encode at the same time: the cache's bookkeeping (lookup,
+# insert, eviction) runs under this lock. One lock for all encoders keeps modules picklable.
+_POS_CACHE_LOCK = threading.Lock()
 
 
 def sincos_position_table(grid: int, dim: int, scale: float = 1.0) -> torch.Tensor:
@@ -162,17 +166,20 @@ class OryxViT(nn.Module):
         # the storage without bumping it. `_pos_cache_source` aliases the storage the entries came
         # from, so that address cannot be reused by a new table while they exist.
         key = (pe.data_ptr(), pe._version, pe.device, pe.dtype)
-        if key != self._pos_cache_key:
-            self.clear_position_cache()
-            self._pos_cache_key, self._pos_cache_source = key, pe.detach()
-        table = self._pos_cache.pop((h, w), None)
-        if table is None:
+        with _POS_CACHE_LOCK:
+            if key != self._pos_cache_key:
+                self.clear_position_cache()
+                self._pos_cache_key, self._pos_cache_source = key, pe.detach()
+            table = self._pos_cache.pop((h, w), None)
+        if table is None:  # resampled outside the lock: two threads may both compute it
             table = self._resample_pos(h, w).detach()
-        self._pos_cache[(h, w)] = table  # (re)inserted last: the dict is in LRU order
-        nbytes = sum(t.numel() * t.element_size() for t in self._pos_cache.values())
-        while nbytes > POS_CACHE_BYTES and len(self._pos_cache) > 1:
-            oldest = self._pos_cache.pop(next(iter(self._pos_cache)))
-            nbytes -= oldest.numel() * oldest.element_size()
+        with _POS_CACHE_LOCK:
+            if key == self._pos_cache_key:  # not cleared by a weight load meanwhile
+                self._pos_cache[(h, w)] = table  # (re)inserted last: the dict is in LRU order
+                nbytes = sum(t.numel() * t.element_size() for t in self._pos_cache.values())
+                while nbytes > POS_CACHE_BYTES and len(self._pos_cache) > 1:
+                    oldest = self._pos_cache.pop(next(iter(self._pos_cache)))
+                    nbytes -= oldest.numel() * oldest.element_size()
         return table
 
     def clear_position_cache(self) -> None:
