@@ -36,3 +36,12 @@ def test_the_error_type_can_be_chosen():
         check_number("temperature", "0.5", error=InvalidInputError)
     with pytest.raises(ConfigError, match="flag must be true or false, got 'false'"):
         check_bool("flag", "false")
+
+
+def test_integer_like_values_pass_integer_checks():
+    import torch
+
+    for value in (np.int64(3), torch.tensor(3), torch.tensor([3])):
+        check_range("n", value, integer=True, at_least=1)
+    with pytest.raises(ConfigError, match="must be an integer"):
+        check_number("n", torch.tensor(3.0), integer=True)

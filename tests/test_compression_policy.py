@@ -111,3 +111,10 @@ def _grid_divisors(item: VisualInput) -> list[int]:
     from oryx_mllm.compression_policy import valid_ratios
 
     return valid_ratios(item)
+
+
+def test_a_numpy_integer_budget_works(proc):
+    (item,) = items_of(
+        proc, {"type": "image", "image": rgb(64, 64)}, visual_token_budget=np.int64(40)
+    )
+    assert item.num_tokens() <= 40

@@ -15,12 +15,25 @@ from oryx_mllm.errors import ConfigError, OryxError
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
+def _is_number(value, integer: bool) -> bool:
+    """A real number (an integer when ``integer``: Python, numpy or a one-element integer
+    tensor, anything ``operator.index`` takes); never a bool or a string."""
+    if isinstance(value, bool):
+        return False
+    if not integer:
+        return isinstance(value, numbers.Real)
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
 def check_number(
     name: str, value, integer: bool = False, error: type[OryxError] = ConfigError
 ) -> None:
     """``value`` is a real number (an integer when ``integer``)."""
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if not _is_number(value, integer):
         raise error(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
 
 
@@ -39,11 +52,8 @@ def check_range(
     states the whole rule (``must be a positive integer``, ``must be a number >= 0 and < 1``)."""
     bounds = {">=": at_least, ">": above, "<=": at_most, "<": below}
     bounds = {op: bound for op, bound in bounds.items() if bound is not None}
-    kind = numbers.Integral if integer else numbers.Real
-    if (
-        not isinstance(value, bool)
-        and isinstance(value, kind)
-        and all(_COMPARE[op](value, bound) for op, bound in bounds.items())
+    if _is_number(value, integer) and all(
+        _COMPARE[op](value, bound) for op, bound in bounds.items()
     ):
         return
     noun = "integer" if integer else "number"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.errors import ContextLengthError, InvalidInputError
 
 if TYPE_CHECKING:  # no runtime import: processing imports this module
@@ -89,8 +90,10 @@ def fit_to_budget(
     not divide its grid; with ``remake`` such an input is remade (and replaced in ``items``)
     instead of giving up.
     """
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise InvalidInputError(f"the visual token budget must be a positive int, got {budget!r}")
+    check_range(
+        "the visual token budget", budget, integer=True, at_least=1, error=InvalidInputError
+    )
+    budget = int(budget)
     fixed, remade = set(fixed), {}  # remade: input -> the ratio it was last remade at
     while True:
         options = [
