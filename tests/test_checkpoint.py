@@ -247,3 +247,15 @@ def test_an_oryx_config_that_is_not_an_object_is_a_config_error(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match=r"config.json must hold a JSON object, not a list"):
         OryxConfig.load(tmp_path)
+
+
+def test_atomically_written_files_get_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        atomic_save_json({"a": 1}, tmp_path / "x.json")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644  # not mkstemp's 0600

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -74,8 +74,10 @@ def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
         for path, write in writes.items():
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
+            tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
+            # created like a plain open() would (0666 & ~umask; mkstemp's 0600 would make saved
+            # model folders unreadable to the other users of a shared machine)
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             staged.append((tmp, path))
             write(tmp)
             with open(tmp, "rb+") as fh:
