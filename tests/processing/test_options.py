@@ -38,3 +38,9 @@ def test_a_wrong_typed_option_is_a_config_error_naming_it(make, match):
 def test_options_from_a_list_are_a_config_error():
     with pytest.raises(ConfigError, match="ImageOptions must be a mapping, not a list"):
         image_options_from_dict([1])
+
+
+@pytest.mark.parametrize("name", ["compression", "long_compression"])
+def test_video_ratios_are_the_candidate_ratios(name):
+    with pytest.raises(ConfigError, match=rf"{name} must be one of \(1, 2, 4, 8, 16\), got 3"):
+        VideoOptions(**{name: 3})

@@ -20,6 +20,7 @@ from typing import Literal
 from PIL import Image
 
 from oryx_mllm.checks import check_number, check_range
+from oryx_mllm.compression_policy import CANDIDATE_RATIOS
 from oryx_mllm.errors import ConfigError
 
 PATCH_SIZE = 16
@@ -147,8 +148,13 @@ class VideoOptions:
     def __post_init__(self) -> None:
         for name in ("fps", "list_fps"):
             check_range(name, getattr(self, name), above=0)
-        for name in ("max_frames", "long_max_frames", "compression", "long_compression"):
+        for name in ("max_frames", "long_max_frames"):
             check_range(name, getattr(self, name), integer=True, above=0)
+        for name in ("compression", "long_compression"):
+            if getattr(self, name) not in CANDIDATE_RATIOS or isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{name} must be one of {CANDIDATE_RATIOS}, got {getattr(self, name)!r}"
+                )
         for name in ("min_pixels", "max_pixels", "multiple", "long_multiple"):
             check_range(name, getattr(self, name), integer=True, above=0)
         if self.min_pixels > self.max_pixels:

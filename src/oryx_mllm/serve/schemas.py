@@ -27,6 +27,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from oryx_mllm.compression_policy import check_ratio
+from oryx_mllm.errors import InvalidInputError
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -47,6 +50,17 @@ def _unicode(text: str) -> str:
 Text = Annotated[str, AfterValidator(_unicode)]
 
 
+def _ratio(value: int) -> int:
+    try:
+        return check_ratio(value)
+    except InvalidInputError as e:
+        raise ValueError(str(e)) from None
+
+
+# the Dynamic Compressor's pooling ratio per side: the values the processing accepts
+Ratio = Annotated[int, AfterValidator(_ratio)]
+
+
 class MediaURL(_Model):
     url: str = Field(min_length=1)
     detail: str | None = None  # accepted for compatibility, unused
@@ -60,7 +74,7 @@ class TextPart(_Model):
 class ImagePart(_Model):
     type: Literal["image_url"]
     image_url: MediaURL
-    compression: int | None = Field(None, ge=1, le=64)
+    compression: Ratio | None = None
 
     @field_validator("image_url", mode="before")
     @classmethod
@@ -71,7 +85,7 @@ class ImagePart(_Model):
 class VideoPart(_Model):
     type: Literal["video_url"]
     video_url: MediaURL
-    compression: int | None = Field(None, ge=1, le=64)
+    compression: Ratio | None = None
 
     @field_validator("video_url", mode="before")
     @classmethod
@@ -84,7 +98,7 @@ class MultiViewPart(_Model):
 
     type: Literal["multiview"]
     views: list[MediaURL] = Field(min_length=1)
-    compression: int | None = Field(None, ge=1, le=64)
+    compression: Ratio | None = None
     # per view: [[x, y, object_id], ...] points, or an instance mask's URL
     marks: list[list[tuple[float, float, int]] | MediaURL] | None = None
 
@@ -143,7 +157,7 @@ class ChatCompletionRequest(_Model):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     # Oryx extensions
-    compression: int | None = Field(None, ge=1, le=64)
+    compression: Ratio | None = None
     max_visual_tokens: int | None = Field(None, ge=1)
     fps: float | None = Field(None, gt=0.0, le=60.0)
     max_frames: int | None = Field(None, ge=1, le=1024)
