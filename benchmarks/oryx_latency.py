@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM
 
+from oryx_mllm.checkpoint import load_tokenizer
 from oryx_mllm.config import OryxConfig
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.pipeline import OryxPipeline, check_device, default_model_path
@@ -67,7 +68,7 @@ def build_pipeline(size: str, device: str, dtype: torch.dtype) -> OryxPipeline:
     """Random weights in ``size``'s shapes, created on ``device`` (no CPU copy of a 7B model);
     the embedded model's tokenizer with the processor's default (released) preprocessing."""
     llm_kwargs, vit_kwargs = SIZES[size]
-    tok = AutoTokenizer.from_pretrained(default_model_path())
+    tok = load_tokenizer(default_model_path())
     visual_id = ensure_visual_token(tok)
     lc = AutoConfig.for_model(
         "qwen2", tie_word_embeddings=False, pad_token_id=tok.pad_token_id, **llm_kwargs

@@ -69,3 +69,21 @@ def check_bool(name: str, value, error: type[OryxError] = ConfigError) -> None:
     """``value`` is ``True`` or ``False`` (not a string such as ``"false"``, not 0 or 1)."""
     if not isinstance(value, bool):
         raise error(f"{name} must be true or false, got {value!r}")
+
+
+def check_mapping(name: str, value, error: type[OryxError] = ConfigError) -> None:
+    """``value`` is a mapping (a JSON object / YAML block)."""
+    if not isinstance(value, dict):
+        raise error(f"{name} must be a mapping, not a {type(value).__name__}")
+
+
+def check_text(name: str, text: str, error: type[OryxError] = ConfigError) -> None:
+    """``text`` is valid Unicode. JSON can carry a lone UTF-16 surrogate (``"\\ud800"``), which no
+    tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise error(
+            f"{name} is not valid Unicode: a lone UTF-16 surrogate {text[e.start : e.end]!r} at "
+            f"position {e.start}"
+        ) from None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from oryx_mllm.checks import check_text
 from oryx_mllm.config import VISUAL_TOKEN
 from oryx_mllm.errors import InvalidInputError
 from oryx_mllm.processing.types import VisualInput
@@ -74,13 +75,7 @@ def _check_messages(messages: list[dict]) -> None:
         content = m.get("content", "")
         if not isinstance(content, str):
             raise InvalidInputError(f"message {i} content must be a string")
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError as e:  # a lone UTF-16 surrogate, e.g. from JSON "\ud800"
-            raise InvalidInputError(
-                f"message {i} content is not valid Unicode: {content[e.start : e.end]!r} at "
-                f"position {e.start} (a lone UTF-16 surrogate)"
-            ) from None
+        check_text(f"message {i} content", content, InvalidInputError)
 
 
 def encode_conversation(

@@ -19,7 +19,7 @@ from typing import Literal
 
 from PIL import Image
 
-from oryx_mllm.checks import check_number, check_range
+from oryx_mllm.checks import check_bool, check_mapping, check_number, check_range
 from oryx_mllm.compression_policy import CANDIDATE_RATIOS
 from oryx_mllm.errors import ConfigError
 
@@ -41,11 +41,6 @@ def _check_rgb(name: str, value, integer: bool = False) -> None:
         check_number(name, v, integer)
         if integer and not 0 <= v <= 255:
             raise ConfigError(f"{name} values must be in [0, 255], got {value!r}")
-
-
-def _check_bool(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _check_mean_std(mean, std) -> None:
@@ -97,7 +92,7 @@ class ImageOptions:
         _check_mean_std(self.mean, self.std)
         if self.alpha_background is not None:
             _check_rgb("alpha_background", self.alpha_background, integer=True)
-        _check_bool("apply_exif_orientation", self.apply_exif_orientation)
+        check_bool("apply_exif_orientation", self.apply_exif_orientation)
 
 
 @dataclass(frozen=True)
@@ -211,7 +206,7 @@ class MarkStyle:
             raise ConfigError(f"marks.outline_width must be >= 0, got {self.outline_width!r}")
         if self.outline is not None:
             _check_rgb("marks.outline", self.outline, integer=True)
-        _check_bool("marks.draw_text", self.draw_text)
+        check_bool("marks.draw_text", self.draw_text)
 
 
 @dataclass(frozen=True)
@@ -244,11 +239,6 @@ def options_to_dict(options) -> dict:
     return dataclasses.asdict(options)
 
 
-def _check_mapping(cls, data) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{cls.__name__} must be a mapping, not a {type(data).__name__}")
-
-
 def _tuples(cls, data: dict) -> dict:
     import dataclasses
 
@@ -264,7 +254,7 @@ def _from_dict(cls, data: dict | None):
 
     if data is None:
         return None
-    _check_mapping(cls, data)
+    check_mapping(cls.__name__, data)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
@@ -283,7 +273,7 @@ def video_options_from_dict(data: dict | None) -> VideoOptions | None:
 def multiview_options_from_dict(data: dict | None) -> MultiViewOptions | None:
     if data is None:
         return None
-    _check_mapping(MultiViewOptions, data)
+    check_mapping("MultiViewOptions", data)
     data = dict(data)
     frame = video_options_from_dict(data.pop("frame", None)) or VideoOptions()
     marks = _from_dict(MarkStyle, data.pop("marks", None)) or MarkStyle()

@@ -27,8 +27,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from oryx_mllm.checks import check_text
 from oryx_mllm.compression_policy import check_ratio
-from oryx_mllm.errors import InvalidInputError
+from oryx_mllm.errors import ConfigError, InvalidInputError
 
 
 class _Model(BaseModel):
@@ -36,14 +37,10 @@ class _Model(BaseModel):
 
 
 def _unicode(text: str) -> str:
-    """JSON can carry a lone UTF-16 surrogate ("\\ud800"), which no tokenizer can encode."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(
-            f"not valid Unicode: a lone UTF-16 surrogate {text[e.start : e.end]!r} at position "
-            f"{e.start}"
-        ) from None
+        check_text("the text", text)
+    except ConfigError as e:  # pydantic reports ValueErrors with the field's location
+        raise ValueError(str(e)) from None
     return text
 
 
