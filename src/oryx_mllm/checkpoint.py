@@ -53,7 +53,7 @@ def read_json(path: str | Path, error: type[OryxError] = ConfigError) -> dict:
     naming the file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise error(f"cannot read {path}: {exc}") from exc
     except ValueError as exc:  # not JSON, or not UTF-8

@@ -67,6 +67,14 @@ def test_rebuild_replaces_the_split(built):
         ({"options": BuildOptions(long_frames=0)}, "long_frames must be a positive integer"),
         ({"options": BuildOptions(marks_fraction=7)}, "marks_fraction must be a number >= 0"),
         ({"options": BuildOptions(task_kwargs={"bogus": {}})}, "unknown task or family 'bogus'"),
+        (
+            {"options": BuildOptions(task_kwargs={"documents": 5})},
+            r"task_kwargs\['documents'\] must be a mapping of kwargs, got 5",
+        ),
+        (
+            {"options": BuildOptions(task_kwargs={"objects/color": {"n_maxx": 3}})},
+            "task 'objects/color' has no generator argument 'n_maxx'",
+        ),
         ({"name": "a/b"}, "name must be a file stem"),
     ],
 )
@@ -126,3 +134,17 @@ def test_cli_out_dir_that_is_a_file_exits_2(tmp_path, capsys):
         main([str(tmp_path / "f"), "--counts", "objects=1"])
     assert exc.value.code == 2
     assert "error: out_dir" in capsys.readouterr().err
+
+
+def test_unknown_kwarg_passed_on_by_a_long_video_task_is_a_config_error(tmp_path):
+    options = BuildOptions(long_frames=8, task_kwargs={"long_videos": {"framesize": 64}})
+    with pytest.raises(ConfigError, match="task 'long_videos/digit'.*'framesize'"):
+        build_split(tmp_path / "out", {"long_videos/digit": 1}, options=options)
+
+
+def test_main_reports_a_bad_generator_kwarg_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(build, "default_task_kwargs", lambda long_frames: {"objects": {"x": 1}})
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path / "out"), "--counts", "objects=1"])
+    assert info.value.code == 2
+    assert "task 'objects/color' has no generator argument 'x'" in capsys.readouterr().err

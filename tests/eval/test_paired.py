@@ -57,7 +57,8 @@ def test_cli_reads_reports_and_names_bad_files(tmp_path, capsys):
     assert main([str(tmp_path / "bad.json"), str(b)]) == 2
     assert main([str(tmp_path / "missing.json"), str(b)]) == 2
     err = capsys.readouterr().err
-    assert "bad.json: not a JSON report" in err and "missing.json: no such report" in err
+    assert "bad.json is not valid JSON" in err
+    assert "cannot read " in err and "missing.json: [Errno 2] No such file" in err
 
 
 def _cli_error(tmp_path, capsys, a_text: str | bytes) -> tuple[str, str]:
@@ -77,7 +78,7 @@ def test_cli_rejects_a_string_correct_naming_file_and_sample(tmp_path, capsys):
 
 def test_cli_rejects_a_report_that_is_not_utf8(tmp_path, capsys):
     a, err = _cli_error(tmp_path, capsys, b'{"samples": [{"id": "\xff", "correct": true}]}')
-    assert f"error: {a}: not a JSON report (" in err and "utf-8" in err
+    assert f"error: {a} is not valid JSON: " in err and "utf-8" in err
 
 
 def test_cli_rejects_list_sample_ids_naming_the_file(tmp_path, capsys):
@@ -98,3 +99,8 @@ def test_cli_rejects_a_sample_id_given_twice(tmp_path, capsys):
 def test_compare_rejects_an_integer_correct():
     with pytest.raises(DataError, match="report B: sample 's:0': 'correct' must be true or false"):
         compare(_report({"s:0": True}), {"samples": [{"id": "s:0", "correct": 1}]})
+
+
+def test_cli_rejects_a_report_that_is_not_a_json_object(tmp_path, capsys):
+    a, err = _cli_error(tmp_path, capsys, json.dumps([{"id": "s:0", "correct": True}]))
+    assert f"error: {a} must hold a JSON object, not a list" in err

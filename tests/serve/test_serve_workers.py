@@ -7,13 +7,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 import torch
 from serve_helpers import MODEL, client_for, data_url, mask_png, png_bytes
 
 from oryx_mllm.pipeline import Answer
 from oryx_mllm.serve import ServeSettings
 from oryx_mllm.serve.app import _one_torch_thread
-from oryx_mllm.serve.engine import BatchEngine, GenerationParams, Job
+from oryx_mllm.serve.engine import BatchEngine, Cancelled, GenerationParams, Job
 from oryx_mllm.serve.media import MediaResolver, prepare_messages
 from oryx_mllm.serve.schemas import ChatCompletionRequest
 
@@ -224,3 +225,69 @@ def test_multiview_marks_are_drawn_from_points_and_masks(pipe):
     locations = item.meta["mark_locations"]
     assert [sorted(view) for view in locations] == [[1, 3], [7]]
     assert locations[1][7] == (30.0, 30.0)
+
+
+class FailingBatchPipeline(RecordingPipeline):
+    """Fails every call of more than one conversation; during that call the client of
+    ``leaving`` goes away."""
+
+    def __init__(self):
+        super().__init__(delay=0.0)
+        self.leaving: Job | None = None
+
+    def chat_batch(self, conversations, **kw) -> list[Answer]:
+        if len(conversations) > 1:
+            self.calls.append(len(conversations))
+            self.leaving.cancel()
+            raise ValueError("batch failed")
+        return super().chat_batch(conversations, **kw)
+
+
+def test_a_failed_batch_counts_each_request_once_and_skips_gone_clients():
+    fake = FailingBatchPipeline()
+    engine = BatchEngine(fake, max_batch_size=8, batch_wait_ms=2000)
+    jobs = [Job([{"role": "user", "content": f"q{i}"}], GenerationParams(4)) for i in range(3)]
+    fake.leaving = jobs[1]
+    engine.start()
+    try:
+        for _ in jobs:
+            engine.expect()
+        for job in jobs:
+            engine.submit(job, expected=True)
+        assert jobs[0].future.result(30).text == "ok"
+        assert jobs[2].future.result(30).text == "ok"
+        with pytest.raises(Cancelled):
+            jobs[1].future.result(30)
+    finally:
+        engine.stop()
+    assert fake.calls == [3, 1, 1]  # the batch, then the two requests whose clients stayed
+    stats = engine.stats
+    assert (stats.requests, stats.model_calls, stats.retries, stats.dropped) == (3, 3, 2, 1)
+    assert stats.batch_sizes == [3]
+    assert stats.as_dict()["mean_batch_size"] == 3.0
+
+
+class CountingResolver(MediaResolver):
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.fetched: list[str] = []
+
+    def fetch(self, url, param):
+        self.fetched.append(url)
+        return super().fetch(url, param)
+
+
+def test_a_visual_token_budget_fetches_each_media_url_once(pipe):
+    url = data_url(png_bytes(128, 128, 7))
+    parts = [
+        {"type": "image_url", "image_url": {"url": url}},
+        {"type": "text", "text": "What is it?"},
+    ]
+    body = {"model": MODEL, "messages": [{"role": "user", "content": parts}]}
+    # 81 tokens at ratio 1; 10 is below what the first decode's grid allows, so the image is
+    # decoded again at larger ratios (twice, without the memo: three fetches)
+    req = ChatCompletionRequest.model_validate({**body, "max_visual_tokens": 10})
+    resolver = CountingResolver(ServeSettings())
+    budget = prepare_messages(req, pipe.processor, resolver, 4)
+    assert budget.visual_tokens <= 10
+    assert resolver.fetched == [url]

@@ -156,3 +156,20 @@ def test_resume_with_other_trainable_groups_is_a_checkpoint_error(finished, tmp_
                 **{**recipe, "resume": str(Path(recipe["output_dir"]) / "checkpoints" / "step-4")}
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{", "trainer_state.json is not valid JSON"),
+        ("[1]", "trainer_state.json must hold a JSON object, not a list"),
+        ('{"step": 4, "epoch": 0}', "trainer_state.json consumed must be an integer"),
+    ],
+)
+def test_read_trainer_state_names_the_bad_file(tmp_path, text, match):
+    ckpt = tmp_path / "step-4"
+    ckpt.mkdir()
+    (ckpt / STATE_FILE).write_text(text)
+    with pytest.raises(CheckpointError, match=match) as info:
+        trainer.read_trainer_state(ckpt)
+    assert str(ckpt) in str(info.value)

@@ -125,3 +125,26 @@ def test_explicit_resume_from_elsewhere_applies_to_the_first_stage_only(tmp_path
     ckpt = tmp_path / "other" / "checkpoints" / "step-2"
     a, b = stage_configs(two_stages(tmp_path, resume=str(ckpt)))
     assert (a.resume, b.resume) == (str(ckpt), "auto")
+
+
+def test_path_objects_are_accepted_where_paths_are(tmp_path):
+    cfg = TrainConfig(
+        output_dir=tmp_path / "out",
+        resume=tmp_path / "out" / "checkpoint-2",
+        model={"path": tmp_path / "model", "tokenizer": tmp_path / "tok"},
+        data={"train": [tmp_path / "a.json", "b.json"], "data_root": tmp_path},
+    )
+    assert cfg.output_dir == str(tmp_path / "out")
+    assert cfg.resume == str(tmp_path / "out" / "checkpoint-2")
+    assert cfg.model.path == str(tmp_path / "model")
+    assert cfg.model.tokenizer == str(tmp_path / "tok")
+    assert cfg.data.train == [str(tmp_path / "a.json"), "b.json"]
+    assert cfg.data.data_root == str(tmp_path)
+    assert TrainConfig(output_dir="o", data={"train": tmp_path / "a.json"}).data.train == [
+        str(tmp_path / "a.json")
+    ]
+
+
+def test_path_objects_are_not_names():
+    with pytest.raises(ConfigError, match="report_to"):
+        TrainConfig(output_dir="o", report_to=[Path("jsonl")])

@@ -17,8 +17,8 @@ import math
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+from oryx_mllm.checkpoint import read_json
 from oryx_mllm.errors import DataError
 
 
@@ -94,12 +94,9 @@ def compare(
 
 
 def _load(path: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError as e:
-        raise DataError(f"{path}: no such report") from e
-    except (OSError, ValueError) as e:  # ValueError: not UTF-8 or not JSON
-        raise DataError(f"{path}: not a JSON report ({e})") from e
+    """The report in ``path``; a missing, unreadable, non-JSON or non-object file is a
+    :class:`DataError` naming it."""
+    return read_json(path, DataError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

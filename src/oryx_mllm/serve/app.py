@@ -250,8 +250,9 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
             return await asyncio.wait_for(task, settings.decode_timeout_s)
         except TimeoutError as exc:
             engine.unexpect()
-            raise APIError(422, f"decoding the request's media took longer than "
-                           f"{settings.decode_timeout_s}s", code="decode_timeout") from exc  # fmt: skip
+            raise APIError(422, "preparing the request (fetching and decoding its media, "
+                           f"tokenising its prompt) took longer than {settings.decode_timeout_s}s",
+                           code="decode_timeout") from exc  # fmt: skip
         except BaseException:
             engine.unexpect()
             raise

@@ -109,11 +109,19 @@ class Job:
 
 @dataclass
 class EngineStats:
-    model_calls: int = 0
-    requests: int = 0
-    dropped: int = 0  # cancelled while queued: never reached the model
+    """What the engine did. A batch that fails is re-run one request at a time (so one bad
+    input fails only its own request): those re-runs are extra ``model_calls`` (also counted in
+    ``retries``) but not extra ``requests`` nor extra ``batch_sizes`` entries, which hold the
+    batches the engine formed, each request counted once."""
+
+    model_calls: int = 0  # chat_batch calls, re-runs of a failed batch's requests included
+    requests: int = 0  # requests taken from the queue to the model, each counted once
+    retries: int = 0  # model calls re-running one request alone after its batch failed
+    # cancelled while queued, or before being re-run alone after their batch failed: never
+    # answered by the model
+    dropped: int = 0
     cancelled: int = 0  # cancelled while generating (streaming): generation stopped early
-    batch_sizes: list[int] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)  # one entry per batch formed
     busy_s: float = 0.0  # wall time inside model calls
 
     def as_dict(self) -> dict:
@@ -121,6 +129,7 @@ class EngineStats:
         return {
             "model_calls": self.model_calls,
             "requests": self.requests,
+            "retries": self.retries,
             "dropped_cancelled": self.dropped,
             "cancelled_running": self.cancelled,
             "mean_batch_size": round(sum(sizes) / len(sizes), 3) if sizes else 0.0,
@@ -320,8 +329,19 @@ class BatchEngine:
             for job, (answer, exc) in zip(batch or [], outcome):
                 _settle(job, answer, exc)
 
-    def _run(self, batch: list[Job]) -> list[tuple[Answer | None, BaseException | None]]:
-        """One model call for ``batch``: ``(answer, None)`` or ``(None, error)`` per job."""
+    def _retry(self, job: Job) -> tuple[Answer | None, BaseException | None]:
+        """Re-run one request of a failed batch alone, unless its client has gone meanwhile."""
+        if job.cancelled.is_set():
+            with self._cond:
+                self.stats.dropped += 1
+            return (None, Cancelled())
+        return self._run([job], retry=True)[0]
+
+    def _run(
+        self, batch: list[Job], retry: bool = False
+    ) -> list[tuple[Answer | None, BaseException | None]]:
+        """One model call for ``batch``: ``(answer, None)`` or ``(None, error)`` per job.
+        ``retry``: a request of a failed batch re-run alone (already counted as a request)."""
         head = batch[0]
         p = head.params
         streamer = None
@@ -330,8 +350,11 @@ class BatchEngine:
             streamer = TokenStreamer(tok, head.on_text, head.cancelled)
         with self._cond:
             self.stats.model_calls += 1
-            self.stats.requests += len(batch)
-            self.stats.batch_sizes.append(len(batch))
+            if retry:
+                self.stats.retries += 1
+            else:
+                self.stats.requests += len(batch)
+                self.stats.batch_sizes.append(len(batch))
         t0 = time.perf_counter()
         rng = self._rng if p.temperature > 0 else nullcontext()
         try:
@@ -358,7 +381,7 @@ class BatchEngine:
             # One request's bad input must not fail its neighbours: answer each alone.
             log.warning("a batch of %d failed (%s: %s); running its requests one by one",
                         len(batch), type(exc).__name__, exc)  # fmt: skip
-            return [self._run([job])[0] for job in batch]
+            return [self._retry(job) for job in batch]
         with self._cond:
             self.stats.busy_s += time.perf_counter() - t0
         return [(answer, None) for answer in answers]

@@ -180,6 +180,7 @@ def prepare_messages(
 
     messages: list[dict] = []
     items: list[VisualInput] = []
+    fetched: dict[str, MediaData] = {}  # URL -> its bytes/path: each URL is fetched once
     sources: list[tuple[ImagePart | VideoPart | MultiViewPart, int | None, str, dict]] = []
     n_media = 0
     for i, msg in enumerate(request.messages):
@@ -202,7 +203,7 @@ def prepare_messages(
                                param=param, code="too_many_media")  # fmt: skip
             r = part.compression if part.compression is not None else request.compression
             try:
-                item = _decode(part, r, param, processor, resolver, video_opts)
+                item = _decode(part, r, param, processor, resolver, video_opts, fetched)
             except OryxError as exc:
                 raise from_oryx_error(exc, param=param) from exc
             items.append(item)
@@ -220,7 +221,9 @@ def prepare_messages(
         def remake(k: int, ratio: int) -> VisualInput:
             part, _, param, slot = sources[k]
             try:
-                slot["input"] = _decode(part, ratio, param, processor, resolver, video_opts)
+                slot["input"] = _decode(
+                    part, ratio, param, processor, resolver, video_opts, fetched
+                )
             except OryxError as exc:
                 raise from_oryx_error(exc, param=param) from exc
             return slot["input"]
@@ -242,36 +245,47 @@ def _decode(
     processor: OryxProcessor,
     resolver: MediaResolver,
     video_opts: VideoOptions,
+    fetched: dict[str, MediaData],
 ) -> VisualInput:
+    """Decode ``part`` at ratio ``r``; its URLs are fetched through the request's memo
+    ``fetched`` (decoding again at another ratio does not download or base64-decode again)."""
     if isinstance(part, ImagePart):
-        data = resolver.fetch(part.image_url.url, f"{param}.image_url.url")
+        data = _fetch(resolver, part.image_url.url, f"{param}.image_url.url", fetched)
         return processor.preprocess({"type": "image", "image": data, "compression": r})
     if isinstance(part, VideoPart):
         from oryx_mllm.processing.video import preprocess_video
 
-        data = resolver.fetch(part.video_url.url, f"{param}.video_url.url")
+        data = _fetch(resolver, part.video_url.url, f"{param}.video_url.url", fetched)
         return preprocess_video(data, video_opts, compression=r)
-    views = [_fetch_view(resolver, v, f"{param}.views[{k}]") for k, v in enumerate(part.views)]
+    views = [
+        _fetch(resolver, v.url, f"{param}.views[{k}]", fetched) for k, v in enumerate(part.views)
+    ]
     marks = None
     if part.marks is not None:
-        marks = [_fetch_marks(resolver, m, f"{param}.marks[{k}]") for k, m in enumerate(part.marks)]
+        marks = [
+            _fetch_marks(resolver, m, f"{param}.marks[{k}]", fetched)
+            for k, m in enumerate(part.marks)
+        ]
     return processor.preprocess(
         {"type": "multiview", "views": views, "marks": marks, "compression": r}
     )
 
 
-def _fetch_marks(resolver: MediaResolver, marks, param: str):
+def _fetch(resolver: MediaResolver, url: str, param: str, fetched: dict[str, MediaData]):
+    """``url``'s bytes or path, fetched at most once per request (``fetched`` is the memo)."""
+    if url not in fetched:
+        fetched[url] = resolver.fetch(url, param)
+    return fetched[url]
+
+
+def _fetch_marks(resolver: MediaResolver, marks, param: str, fetched: dict[str, MediaData]):
     """One view's marks: its points as given, or its instance mask fetched and decoded."""
     if not isinstance(marks, MediaURL):
         return marks
     from oryx_mllm.processing.multiview import load_instance_mask
 
-    data = resolver.fetch(marks.url, param)
+    data = _fetch(resolver, marks.url, param, fetched)
     try:
         return load_instance_mask(data)
     except OryxError as exc:
         raise from_oryx_error(exc, param=param) from exc
-
-
-def _fetch_view(resolver: MediaResolver, view: MediaURL, param: str) -> MediaData:
-    return resolver.fetch(view.url, param)

@@ -9,6 +9,7 @@ recipe stops with a :class:`~oryx_mllm.errors.ConfigError` naming the key before
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,15 +59,26 @@ def _check_str(name: str, value, optional: bool = False) -> None:
         raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
 
 
+def _path(name: str, value, optional: bool = False) -> str | None:
+    """A path field: a non-empty string or an ``os.PathLike`` (``pathlib.Path``), as a string."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    _check_str(name, value, optional)
+    return value
+
+
 def _check_mapping(name: str, value) -> None:
     if not isinstance(value, dict):
         raise ConfigError(f"{name} must be a mapping, got {value!r}")
 
 
-def _str_list(name: str, value) -> list[str]:
-    """A list of non-empty strings; a single string is a one-element list."""
-    if isinstance(value, str):
+def _str_list(name: str, value, paths: bool = False) -> list[str]:
+    """A list of non-empty strings; a single string is a one-element list. With ``paths``,
+    ``os.PathLike`` items (``pathlib.Path``) are accepted too and turned into strings."""
+    if isinstance(value, str) or (paths and isinstance(value, os.PathLike)):
         value = [value]
+    if paths and isinstance(value, (list, tuple)):
+        value = [os.fspath(v) if isinstance(v, os.PathLike) else v for v in value]
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
         raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     return list(value)
@@ -102,8 +114,9 @@ class ModelSpec:
     attn_implementation: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("path", "vision_tower", "llm", "tokenizer", "attn_implementation"):
-            _check_str(f"model.{name}", getattr(self, name), optional=True)
+        for name in ("path", "vision_tower", "llm", "tokenizer"):  # folders / files
+            setattr(self, name, _path(f"model.{name}", getattr(self, name), optional=True))
+        _check_str("model.attn_implementation", self.attn_implementation, optional=True)
         check_range("model.compressor_mid_size", self.compressor_mid_size, integer=True, at_least=1)
         if self.vision_config is not None:
             self._check_vision_config()
@@ -185,8 +198,8 @@ class DataSpec:
     packing: bool = False
 
     def __post_init__(self) -> None:
-        self.train = _str_list("data.train", self.train)
-        _check_str("data.data_root", self.data_root)
+        self.train = _str_list("data.train", self.train, paths=True)
+        self.data_root = _path("data.data_root", self.data_root)
         check_range("data.max_length", self.max_length, integer=True, at_least=1)
         check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
         check_range("data.max_skip_attempts", self.max_skip_attempts, integer=True, at_least=1)
@@ -319,7 +332,10 @@ class TrainConfig:
     mixed_precision: str = "no"  # no | bf16 | fp16
     gradient_checkpointing: bool = False
     save_steps: int = 500
-    save_total_limit: int | None = 2  # keep the newest N checkpoints; 0 or null keeps them all
+    # After each save, keep the checkpoint just saved and the N-1 saved before it, deleting older
+    # ones; checkpoints newer than the one just saved (left by an earlier run) are never deleted.
+    # 0 or null keeps them all.
+    save_total_limit: int | None = 2
     log_steps: int = 1
     seed: int = 0
     resume: str | None = "auto"  # auto (latest in output_dir) | a checkpoint folder | null
@@ -336,7 +352,7 @@ class TrainConfig:
             ("optim", OptimSpec),
         ):
             setattr(self, name, _build(cls, getattr(self, name), name))
-        _check_str("output_dir", self.output_dir)
+        self.output_dir = _path("output_dir", self.output_dir)
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise ConfigError(f"output_dir {self.output_dir} exists and is not a folder")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -356,6 +372,8 @@ class TrainConfig:
         check_range("seed", self.seed, integer=True, at_least=0, at_most=2**32 - 1)
         check_bool("gradient_checkpointing", self.gradient_checkpointing)
         check_bool("progress", self.progress)
+        if isinstance(self.resume, os.PathLike):
+            self.resume = os.fspath(self.resume)
         if self.resume is not None and not (isinstance(self.resume, str) and self.resume):
             raise ConfigError(
                 f"resume must be 'auto', a checkpoint folder or null, got {self.resume!r}"

@@ -39,6 +39,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
+from oryx_mllm.checkpoint import read_json
 from oryx_mllm.checks import check_number
 from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.train.config import TrainConfig, stage_configs
@@ -213,12 +214,7 @@ _LOAD_ERRORS = (
 
 def read_trainer_state(ckpt: Path) -> dict:
     """A checkpoint's ``trainer_state.json``, checked."""
-    try:
-        state = json.loads((ckpt / STATE_FILE).read_text())
-    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise CheckpointError(f"checkpoint {ckpt}: cannot read {STATE_FILE}: {e}") from e
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {ckpt}: {STATE_FILE} is not a JSON object")
+    state = read_json(ckpt / STATE_FILE, CheckpointError)  # names ckpt/trainer_state.json
     for key in ("step", "epoch", "consumed"):
         name = f"checkpoint {ckpt}: {STATE_FILE} {key}"
         check_number(name, state.get(key), integer=True, error=CheckpointError)

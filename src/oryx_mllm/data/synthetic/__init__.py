@@ -37,7 +37,8 @@ Usage::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -126,11 +127,32 @@ def list_tasks(name: str | None = None) -> tuple[str, ...]:
     )
 
 
+def _check_task_kwargs(task: str, kwargs: Mapping) -> None:
+    """``kwargs`` are keyword arguments ``task``'s generator takes (a generator that passes
+    ``**kwargs`` on, e.g. to :func:`make_needle_video`, is checked when it runs)."""
+    params = list(inspect.signature(TASKS[task]).parameters.values())[3:]  # after rng, seed, index
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return
+    known = [p.name for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in kwargs:
+        if key not in known:
+            raise ConfigError(
+                f"task {task!r} has no generator argument {key!r}; it takes {known or 'none'}"
+            )
+
+
 def generate(task: str, seed: int, index: int, **kwargs) -> SyntheticSample:
-    """Sample ``index`` of ``task`` with base ``seed`` (kwargs go to the task, e.g. ``depth``)."""
+    """Sample ``index`` of ``task`` with base ``seed`` (kwargs go to the task, e.g. ``depth``);
+    a kwarg the task does not take is a :class:`ConfigError` naming the task and the kwarg."""
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; tasks: {sorted(TASKS)}")
-    return TASKS[task](sample_rng(seed, task, index), seed, index, **kwargs)
+    _check_task_kwargs(task, kwargs)
+    try:
+        return TASKS[task](sample_rng(seed, task, index), seed, index, **kwargs)
+    except TypeError as e:  # a kwarg passed on (``**kwargs``) to a function that lacks it
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ConfigError(f"task {task!r}: bad generator argument: {e}") from e
 
 
 def iter_task(
@@ -189,10 +211,20 @@ def _schedule(task_counts: dict[str, int]) -> list[tuple[str, int]]:
 
 def resolve_task_kwargs(task_kwargs: dict[str, dict] | None) -> dict[str, dict]:
     """``{task or family: kwargs}`` -> ``{task: kwargs}``: a family's kwargs go to each of its
-    tasks, later entries (e.g. a task after its family) update earlier ones."""
+    tasks, later entries (e.g. a task after its family) update earlier ones. A value that is not
+    a mapping, or names an argument a task's generator does not take, is a :class:`ConfigError`.
+    """
+    if task_kwargs is not None and not isinstance(task_kwargs, Mapping):
+        raise ConfigError(
+            f"task_kwargs must map task or family names to kwargs, got {task_kwargs!r}"
+        )
     kwargs_for: dict[str, dict] = {}
     for name, kw in (task_kwargs or {}).items():
-        for task in list_tasks(name):
+        tasks = list_tasks(name)
+        if not isinstance(kw, Mapping):
+            raise ConfigError(f"task_kwargs[{name!r}] must be a mapping of kwargs, got {kw!r}")
+        for task in tasks:
+            _check_task_kwargs(task, kw)
             kwargs_for.setdefault(task, {}).update(kw)
     return kwargs_for
 
