@@ -46,6 +46,7 @@ def recipe(tmp_path) -> Path:
         ("optim.lr=-1", "optim.lr"),
         ("optim.max_grad_norm=abc", "optim.max_grad_norm"),
         ("data.num_workers=-1", "data.num_workers"),
+        ("data.compression.image=3", "data.compression.image"),
         ("optim.warmup_ratio=2", "optim.warmup_ratio"),
         ('gradient_checkpointing="false"', "gradient_checkpointing"),
         ("data.image.foo=1", "data.image"),

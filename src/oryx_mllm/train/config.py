@@ -17,8 +17,9 @@ from typing import Any
 
 import yaml
 
-from oryx_mllm.checks import check_bool, check_range
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.checks import check_bool, check_mapping, check_range
+from oryx_mllm.compression_policy import check_ratio
+from oryx_mllm.errors import ConfigError, InvalidInputError
 from oryx_mllm.processing.options import (
     image_options_from_dict,
     multiview_options_from_dict,
@@ -65,11 +66,6 @@ def _path(name: str, value, optional: bool = False) -> str | None:
         value = os.fspath(value)
     _check_str(name, value, optional)
     return value
-
-
-def _check_mapping(name: str, value) -> None:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{name} must be a mapping, got {value!r}")
 
 
 def _str_list(name: str, value, paths: bool = False) -> list[str]:
@@ -138,7 +134,7 @@ class ModelSpec:
         ``oryx_vit.pth`` encoder, overrides of the SigLIP-derived one for ``siglip:<folder>``."""
         from oryx_mllm.vision import OryxViTConfig
 
-        _check_mapping("model.vision_config", self.vision_config)
+        check_mapping("model.vision_config", self.vision_config)
         if (self.vision_tower or "").startswith("siglip:"):
             _check_keys(OryxViTConfig, self.vision_config, "model.vision_config")
             return
@@ -151,7 +147,7 @@ class ModelSpec:
         """The transformers config ``llm_config`` describes (``model_type`` + its fields)."""
         from transformers import CONFIG_MAPPING, AutoConfig
 
-        _check_mapping("model.llm_config", self.llm_config)
+        check_mapping("model.llm_config", self.llm_config)
         kwargs = dict(self.llm_config)
         model_type = kwargs.pop("model_type", None)
         if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
@@ -205,16 +201,19 @@ class DataSpec:
         check_range("data.max_skip_attempts", self.max_skip_attempts, integer=True, at_least=1)
         check_bool("data.group_by_length", self.group_by_length)
         check_bool("data.packing", self.packing)
-        _check_mapping("data.compression", self.compression)
+        check_mapping("data.compression", self.compression)
         for modality, ratio in self.compression.items():
             if modality not in COMPRESSED_MODALITIES:
                 raise ConfigError(
                     f"data.compression: unknown modality {modality!r}; "
                     f"choose from {COMPRESSED_MODALITIES}"
                 )
-            check_range(f"data.compression.{modality}", ratio, integer=True, at_least=1)
+            try:  # the ratios the processing takes (1, 2, 4, 8, 16)
+                check_ratio(ratio)
+            except InvalidInputError as e:
+                raise ConfigError(f"data.compression.{modality}: {e}") from None
         for name in ("image", "video", "multiview"):
-            _check_mapping(f"data.{name}", getattr(self, name))
+            check_mapping(f"data.{name}", getattr(self, name))
         # build the options now: a bad key fails at load time, named
         self.image_options()
         self.video_options()
@@ -233,7 +232,7 @@ class DataSpec:
         like ``video`` frames unless ``multiview.frame`` says otherwise."""
         mv = dict(self.multiview)
         frame = mv.pop("frame", None) or {}
-        _check_mapping("data.multiview.frame", frame)
+        check_mapping("data.multiview.frame", frame)
         frame = {**self.video, **frame}
         return _options("data.multiview", multiview_options_from_dict, {**mv, "frame": frame})
 
@@ -308,7 +307,7 @@ class OptimSpec:
             raise ConfigError(f"optim.schedule {self.schedule!r} not in cosine/constant/linear")
         if self.max_grad_norm is not None:
             check_range("optim.max_grad_norm", self.max_grad_norm, at_least=0)
-        _check_mapping("optim.group_lr", self.group_lr)
+        check_mapping("optim.group_lr", self.group_lr)
         bad = sorted(set(self.group_lr) - set(MODULE_GROUPS))
         if bad:
             raise ConfigError(
@@ -405,7 +404,7 @@ class TrainConfig:
                 raise ConfigError(f"stages[{i}] ({name}): keys {bad} not in {sorted(STAGE_KEYS)}")
             for key in _MERGED:
                 if key in st:
-                    _check_mapping(f"stages[{i}] ({name}).{key}", st[key])
+                    check_mapping(f"stages[{i}] ({name}).{key}", st[key])
         stage_configs(self)  # every stage's merged config is checked now, not when it starts
 
     def to_dict(self) -> dict:
@@ -500,7 +499,7 @@ def _build(cls, data, where: str):
     """``cls`` from its recipe section (a mapping; an instance is kept as it is)."""
     if isinstance(data, cls):
         return data
-    _check_mapping(where, data)
+    check_mapping(where, data)
     _check_keys(cls, data, where)
     return cls(**data)
 
