@@ -259,3 +259,28 @@ def test_atomically_written_files_get_the_usual_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o644  # not mkstemp's 0600
+
+
+def test_a_resave_interrupted_before_its_config_never_loads_the_old_shards(tmp_path, monkeypatch):
+    import os
+
+    tok = byte_tokenizer()
+    model = tiny_model("qwen2", tok)
+    out = tmp_path / "out"
+    model.save_pretrained(out, tokenizer=tok, max_shard_bytes=64 * 1024)  # sharded + index
+    with torch.no_grad():
+        model.mm_projector.image_newline.fill_(7.0)
+    replace = os.replace
+
+    def crash_at_config(src, dst):
+        if str(dst).endswith("config.json"):
+            raise KeyboardInterrupt  # killed right before the new config is moved in
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_at_config)
+    with pytest.raises(KeyboardInterrupt):
+        model.save_pretrained(out)  # one file this time
+    monkeypatch.setattr(os, "replace", replace)
+    assert not (out / "model.safetensors.index.json").exists()  # it would point at old shards
+    loaded = OryxForConditionalGeneration.from_pretrained(out)
+    assert torch.all(loaded.mm_projector.image_newline == 7.0)

@@ -63,16 +63,20 @@ def read_json(path: str | Path, error: type[OryxError] = ConfigError) -> dict:
     return data
 
 
-def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
-    """Call each ``write(tmp_path)`` and move the results over their paths, in order.
+def atomic_write_all(writes: dict[Path, Callable[[str], None] | None]) -> None:
+    """Call each ``write(tmp_path)`` and move the results over their paths, in order; a path
+    mapped to ``None`` is removed at its place in that order.
 
     All files are written (and fsync'ed) before the first one is moved into place, so a failure
     while writing leaves every old file untouched.
     """
-    staged: list[tuple[str, Path]] = []
+    staged: list[tuple[str | None, Path]] = []
     try:
         for path, write in writes.items():
             path = Path(path)
+            if write is None:
+                staged.append((None, path))
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
             # created like a plain open() would (0666 & ~umask; mkstemp's 0600 would make saved
@@ -83,10 +87,13 @@ def atomic_write_all(writes: dict[Path, Callable[[str], None]]) -> None:
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
         for tmp, path in staged:
-            os.replace(tmp, path)
+            if tmp is None:
+                path.unlink(missing_ok=True)
+            else:
+                os.replace(tmp, path)
     except BaseException:
         for tmp, _ in staged:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
         raise
     for folder in {path.parent for _, path in staged}:
@@ -444,14 +451,19 @@ def save_oryx(
             total += sum(v.numel() * v.element_size() for v in shard.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         writes[directory / "model.safetensors.index.json"] = json_writer(index)
+    # An earlier save's shard index would point the loader at its old shards: it goes right
+    # after the new weights are in place and before the new config (the rest of that save's
+    # files, which nothing points to any more, after everything).
+    stale = _stale_weight_files(directory, keep=set(writes))
+    writes.update({p: None for p in stale if p.name.endswith(".index.json")})
     config = copy.deepcopy(model.config)
     config.text_config = {**llm.config.to_dict(), "model_type": config.llm_type}
     config.mm_vision_tower = None  # the encoder is in the weights
     config.vision_config = model.vision_tower.config
     writes[directory / "config.json"] = json_writer(config.to_dict())
     atomic_write_all(writes)
-    for path in _stale_weight_files(directory, keep=set(writes)):
-        path.unlink()
+    for path in stale:
+        path.unlink(missing_ok=True)
     if tokenizer is not None:
         tokenizer.save_pretrained(str(directory))
     if getattr(llm, "generation_config", None) is not None:
