@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from media_helpers import write_video
 from PIL import Image
 
-from conftest import write_video
 from oryx_mllm.errors import OryxError
 from oryx_mllm.processing import (
     ImageOptions,

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from media_helpers import frame_value, mean_rgb, write_audio_only
 from PIL import Image
 
-from conftest import frame_value, mean_rgb, write_audio_only
 from oryx_mllm.errors import OryxError, VideoDecodeError, VideoNotFoundError
 from oryx_mllm.processing import VideoOptions, is_long_video, preprocess_video, sample_video
 from oryx_mllm.processing.video import sample_times, select_nearest
