@@ -97,7 +97,7 @@ def atomic_write_all(writes: dict[Path, Callable[[str], None] | None]) -> None:
                 os.unlink(tmp)
         raise
     for folder in {path.parent for _, path in staged}:
-        _fsync_dir(folder)
+        fsync_path(folder, best_effort=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
@@ -105,15 +105,20 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     atomic_write_all({Path(path): write})
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_path(path: str | Path, best_effort: bool = False) -> None:
+    """Flush a file's data or a folder's entries to disk. ``best_effort``: ignore a filesystem
+    that cannot fsync a folder (the write itself has already happened)."""
     try:
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
-        return
+        if best_effort:
+            return
+        raise
     try:
         os.fsync(fd)
     except OSError:
-        pass
+        if not best_effort:
+            raise
     finally:
         os.close(fd)
 

@@ -62,7 +62,7 @@ def test_checkpoint_files_are_flushed_before_it_is_marked_complete(tmp_path, mon
         return (tmp / STATE_FILE).exists() or (final / STATE_FILE).exists()
 
     synced = []
-    monkeypatch.setattr(trainer, "_fsync", lambda p: synced.append((Path(p).name, marked())))
+    monkeypatch.setattr(trainer, "fsync_path", lambda p: synced.append((Path(p).name, marked())))
     save_steps(tmp_path, [1], limit=None)
     before_marker = {name for name, done in synced if not done}
     assert {"model.safetensors", "optimizer.bin", "recipe.yaml", tmp.name} <= before_marker

@@ -39,7 +39,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from oryx_mllm.checkpoint import read_json
+from oryx_mllm.checkpoint import fsync_path, read_json
 from oryx_mllm.checks import check_number
 from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.train.config import TrainConfig, stage_configs
@@ -151,15 +151,6 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file's data (or a folder's entries) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig) -> Path:
     root = checkpoint_dir(output_dir)
     final = root / f"step-{state['step']}"
@@ -175,14 +166,14 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig
 
         (tmp / "recipe.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         for path in [*tmp.rglob("*"), tmp]:  # on disk before the marker says "complete"
-            _fsync(path)
+            fsync_path(path)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")  # marks it complete
-        _fsync(tmp / STATE_FILE)
-        _fsync(tmp)
+        fsync_path(tmp / STATE_FILE)
+        fsync_path(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync(root)
+        fsync_path(root)
         _prune(output_dir, final, cfg.save_total_limit)
     accelerator.wait_for_everyone()
     return final
