@@ -196,14 +196,16 @@ def connector_key(released_key: str) -> str | None:
     return None
 
 
-def _weight_files(folder: Path) -> list[Path]:
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a ``save_pretrained`` folder: its shards (from the index) or its one
+    file; a missing, index-less or incomplete set is a CheckpointError naming the file."""
     for name in WEIGHT_FILES:
         path = folder / name
         if path.is_file():
             if name.endswith(".index.json"):
                 index = read_json(path, CheckpointError).get("weight_map")
                 if not isinstance(index, dict):
-                    raise CheckpointError(f"shard index {path} has no 'weight_map' object")
+                    raise CheckpointError(f"shard index {path} has no weight_map object")
                 files = [folder / f for f in sorted(set(index.values()))]
                 missing = [str(f) for f in files if not f.is_file()]
                 if missing:
@@ -251,7 +253,7 @@ def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     from oryx_mllm.vision.encoder import load_state_dict_file
 
     out: dict[str, torch.Tensor] = {}
-    for path in _weight_files(Path(folder)):
+    for path in weight_files(Path(folder)):
         if path.suffix == ".safetensors":
             from safetensors import safe_open
 

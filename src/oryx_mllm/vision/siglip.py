@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from oryx_mllm.checkpoint import read_json
+from oryx_mllm.checkpoint import read_json, weight_files
 from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.vision.config import OryxViTConfig
 from oryx_mllm.vision.encoder import OryxViT, load_state_dict_file, resample_position_table
@@ -227,20 +227,10 @@ def _read_folder(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     if not config_file.is_file():
         raise CheckpointError(f"{path} has no config.json")
     config = read_json(config_file, error=CheckpointError)
-    index = path / "model.safetensors.index.json"
-    if index.is_file():  # sharded
-        weight_map = read_json(index, error=CheckpointError).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index} has no weight_map object")
-        shards = sorted(set(weight_map.values()))
-        sd: dict[str, torch.Tensor] = {}
-        for shard in shards:
-            sd.update(load_state_dict_file(path / shard))
-        return config, sd
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        if (path / name).is_file():
-            return config, load_state_dict_file(path / name)
-    raise CheckpointError(f"{path} has no model.safetensors or pytorch_model.bin")
+    sd: dict[str, torch.Tensor] = {}
+    for file in weight_files(path):  # the shards of an index, or the one weights file
+        sd.update(load_state_dict_file(file))
+    return config, sd
 
 
 def load_from_siglip(
