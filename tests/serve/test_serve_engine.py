@@ -202,6 +202,15 @@ def test_stop_filter_holds_back_partial_stop_strings():
     assert g.feed("abc E") + g.flush() == "abc E"
 
 
+@pytest.mark.parametrize(
+    "stop, chunks",
+    [(" Q:", [" Q", ": x"]), ("\n", ["\nParis", "\nmore"]), ("\n\n", ["  \n", "\nA"])],
+)
+def test_a_stop_at_the_very_start_gives_the_empty_answer(stop, chunks):
+    f = StopFilter((stop,))  # the non-streamed answer: cut at the first stop, then strip -> ""
+    assert "".join(f.feed(c) for c in chunks) + f.flush() == ""
+
+
 def test_stop_filter_streams_the_stripped_answer():
     f = StopFilter(("triangle",))  # the non-streamed answer "red square" has no trailing space
     assert f.feed("red square ") == "red square"

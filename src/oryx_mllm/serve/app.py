@@ -107,13 +107,13 @@ class StopFilter:
         if self.stopped:
             return ""
         self.buffer += text
-        if not self.started:  # answers are stripped: drop leading whitespace
-            self.buffer = self.buffer.lstrip()
-            self.started = bool(self.buffer)
+        # Stops are searched in the text as generated, leading whitespace included (a stop such
+        # as "\n" may be where the answer starts), then the output is stripped: the same order
+        # as the non-streamed answer (cut at the first stop, then strip).
         hits = [self.buffer.find(s) for s in self.stops if s in self.buffer]
-        if hits:  # the answer ends here, stripped like the non-streamed one
+        if hits:  # the answer ends here
             out, self.buffer, self.stopped = self.buffer[: min(hits)].rstrip(), "", True
-            return out
+            return self._emit(out)
         hold = 0
         for s in self.stops:
             for k in range(min(len(s) - 1, len(self.buffer)), 0, -1):
@@ -126,10 +126,16 @@ class StopFilter:
         while cut > 0 and self.buffer[cut - 1].isspace():
             cut -= 1
         out, self.buffer = self.buffer[:cut], self.buffer[cut:]
+        return self._emit(out)
+
+    def _emit(self, out: str) -> str:
+        if not self.started:  # answers are stripped: no leading whitespace
+            out = out.lstrip()
+            self.started = bool(out)
         return out
 
     def flush(self) -> str:
-        out = "" if self.stopped else self.buffer.rstrip()
+        out = "" if self.stopped else self._emit(self.buffer.rstrip())
         self.buffer = ""
         return out
 
