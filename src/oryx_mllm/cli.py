@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -313,6 +314,8 @@ def train(
         result = run_training(cfg)
     except (OryxError, OSError) as exc:  # OSError: output_dir not writable, disk full
         _fail(exc)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process reports
+        return
     final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
     console.print(
         f"trained {result.steps} steps; final loss {final}; skipped samples {result.skipped}; "

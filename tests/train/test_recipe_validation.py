@@ -108,6 +108,44 @@ def test_duplicate_stage_names_are_rejected(tmp_path):
         TrainConfig(output_dir=str(tmp_path), stages=[{"name": "a"}, {"name": "a"}])
 
 
+def test_a_stage_cannot_change_mixed_precision(tmp_path):
+    stages = [{"name": "a"}, {"name": "b", "mixed_precision": "bf16"}]
+    with pytest.raises(ConfigError, match=r"stages\[1\] \(b\): mixed_precision 'bf16' differs"):
+        TrainConfig(output_dir=str(tmp_path), stages=stages)
+    same = [{"name": "a", "mixed_precision": "bf16"}, {"name": "b"}]
+    assert TrainConfig(output_dir=str(tmp_path), mixed_precision="bf16", stages=same)
+
+
+def test_skipped_samples_are_summed_over_processes():
+    from oryx_mllm.train.data import SkipEvent, SkipStats
+    from oryx_mllm.train.trainer import all_ranks_skip_stats
+
+    ranks = [SkipStats(), SkipStats()]
+    ranks[1].add([SkipEvent(2, "img2", "MediaNotFoundError", "no such file")] * 3)
+
+    class TwoProcesses:
+        num_processes = 2
+
+        def gather_object(self, objects):  # what every rank contributes, in rank order
+            return ranks
+
+    total = all_ranks_skip_stats(TwoProcesses(), ranks[0])
+    assert total.total == 3 and total.by_error == {"MediaNotFoundError": 3}
+
+
+def test_only_the_main_process_prints_the_result(tmp_path, monkeypatch):
+    from oryx_mllm.train import trainer
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"output_dir: {tmp_path / 'out'}\n")
+    result = trainer.TrainResult(steps=2, losses=[1.0], final_model=None)
+    monkeypatch.setattr(trainer, "train", lambda cfg: result)
+    monkeypatch.setenv("RANK", "1")
+    assert "trained" not in CliRunner().invoke(app, ["train", str(recipe)]).output
+    monkeypatch.setenv("RANK", "0")
+    assert "trained 2 steps" in CliRunner().invoke(app, ["train", str(recipe)]).output
+
+
 @pytest.mark.parametrize(
     "name", ["../../escape", "a/b", "..", ".hidden", "final", "summary.json", ""]
 )

@@ -405,6 +405,12 @@ class TrainConfig:
             for key in _MERGED:
                 if key in st:
                     check_mapping(f"stages[{i}] ({name}).{key}", st[key])
+            if st.get("mixed_precision", self.mixed_precision) != self.mixed_precision:
+                raise ConfigError(
+                    f"stages[{i}] ({name}): mixed_precision {st['mixed_precision']!r} differs from "
+                    f"the run's {self.mixed_precision!r}; Accelerate fixes it once per process, so "
+                    "set it at the top level for every stage"
+                )
         stage_configs(self)  # every stage's merged config is checked now, not when it starts
 
     def to_dict(self) -> dict:

@@ -563,6 +563,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         metrics.close()
 
     result.steps = step
+    stats = all_ranks_skip_stats(accelerator, stats)
     result.skipped = stats.total
     if stats.total and accelerator.is_main_process:
         logger.warning("skipped samples: %s", stats.summary())
@@ -587,6 +588,16 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         )
     accelerator.wait_for_everyone()
     return result
+
+
+def all_ranks_skip_stats(accelerator, stats: SkipStats) -> SkipStats:
+    """Every process skips its own bad samples: the run's totals are the sum over processes."""
+    if accelerator.num_processes == 1:
+        return stats
+    total = SkipStats()
+    for rank_stats in accelerator.gather_object([stats]):
+        total.merge(rank_stats)
+    return total
 
 
 def model_unwrapped(model):
