@@ -123,13 +123,8 @@ def test_skipped_samples_are_summed_over_processes():
     ranks = [SkipStats(), SkipStats()]
     ranks[1].add([SkipEvent(2, "img2", "MediaNotFoundError", "no such file")] * 3)
 
-    class TwoProcesses:
-        num_processes = 2
-
-        def gather_object(self, objects):  # what every rank contributes, in rank order
-            return ranks
-
-    total = all_ranks_skip_stats(TwoProcesses(), ranks[0])
+    # gather: what every rank contributes, in rank order
+    total = all_ranks_skip_stats(ranks[0], num_processes=2, gather=lambda objects: ranks)
     assert total.total == 3 and total.by_error == {"MediaNotFoundError": 3}
 
 

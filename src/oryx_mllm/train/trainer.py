@@ -563,7 +563,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         metrics.close()
 
     result.steps = step
-    stats = all_ranks_skip_stats(accelerator, stats)
+    stats = all_ranks_skip_stats(stats, accelerator.num_processes)
     result.skipped = stats.total
     if stats.total and accelerator.is_main_process:
         logger.warning("skipped samples: %s", stats.summary())
@@ -590,12 +590,15 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     return result
 
 
-def all_ranks_skip_stats(accelerator, stats: SkipStats) -> SkipStats:
-    """Every process skips its own bad samples: the run's totals are the sum over processes."""
-    if accelerator.num_processes == 1:
+def all_ranks_skip_stats(stats: SkipStats, num_processes: int, gather=None) -> SkipStats:
+    """Every process skips its own bad samples: the run's totals are the sum over processes
+    (``gather``: accelerate's ``gather_object``, every rank's list concatenated)."""
+    if num_processes == 1:
         return stats
+    if gather is None:
+        from accelerate.utils import gather_object as gather
     total = SkipStats()
-    for rank_stats in accelerator.gather_object([stats]):
+    for rank_stats in gather([stats]):
         total.merge(rank_stats)
     return total
 
