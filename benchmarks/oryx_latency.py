@@ -197,6 +197,10 @@ def main() -> None:
     if not set(caches) <= {"dynamic", "static"}:
         ap.error(f"--caches takes dynamic and/or static, got {a.caches!r}")
     check_device(a.device)
+    every = requests(np.random.default_rng(0))
+    todo = [(n, kw) for n, kw in every if not a.only or a.only in n]
+    if not todo:
+        ap.error(f"--only {a.only!r} matches no request; the requests are: {[n for n, _ in every]}")
     torch.manual_seed(0)
     t = time.perf_counter()
     pipe = build_pipeline(a.size, a.device, getattr(torch, a.dtype))
@@ -205,9 +209,7 @@ def main() -> None:
         f"built {n_params / 1e9:.2f} B parameters on {a.device} in {time.perf_counter() - t:.1f} s"
     )
     rows = []
-    for name, kwargs in requests(np.random.default_rng(0)):
-        if a.only and a.only not in name:
-            continue
+    for name, kwargs in todo:
         for b in batch_sizes:
             for c in caches:
                 row = measure(pipe, kwargs, a.new_tokens, a.iters, a.device, b, c)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from oryx_mllm.checks import check_range
-from oryx_mllm.errors import ContextLengthError, InvalidInputError
+from oryx_mllm.errors import ContextLengthError, InvalidInputError, OryxError
 
 if TYPE_CHECKING:  # no runtime import: processing imports this module
     from oryx_mllm.processing.types import VisualInput
@@ -23,12 +23,14 @@ LONG_VIDEO_FRAMES = 64  # more frames than this -> long-video compression
 CANDIDATE_RATIOS: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 
-def check_ratio(ratio: object) -> int:
+def check_ratio(
+    ratio: object, name: str = "compression", error: type[OryxError] = InvalidInputError
+) -> int:
     """``ratio`` when it is a pooling ratio the compressor is used with (``CANDIDATE_RATIOS``);
-    otherwise an :class:`InvalidInputError` naming it (before any image is resized for it)."""
+    otherwise ``error`` naming it (before any image is resized for it)."""
     if isinstance(ratio, bool) or not isinstance(ratio, int) or ratio not in CANDIDATE_RATIOS:
-        raise InvalidInputError(
-            f"compression must be one of {', '.join(map(str, CANDIDATE_RATIOS))} (the pooling "
+        raise error(
+            f"{name} must be one of {', '.join(map(str, CANDIDATE_RATIOS))} (the pooling "
             f"ratio per side: 1 keeps every token, 2 a quarter, 4 a sixteenth), got {ratio!r}"
         )
     return ratio

@@ -18,19 +18,15 @@ import operator
 import torch
 import torch.nn as nn
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.errors import InvalidInputError
 
 
 def _positive_int(value, what: str) -> int:
     """``value`` as an int (Python/numpy int or one-element integer tensor), at least 1; floats,
     ``None`` and bools are rejected rather than truncated."""
-    try:
-        n = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        n = None
-    if n is None or n < 1:
-        raise InvalidInputError(f"compressor {what} must be a positive integer, got {value!r}")
-    return n
+    check_range(f"compressor {what}", value, integer=True, at_least=1, error=InvalidInputError)
+    return operator.index(value)
 
 
 class DynamicCompressor(nn.Module):

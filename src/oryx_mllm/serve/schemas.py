@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from oryx_mllm.checks import check_text
 from oryx_mllm.compression_policy import check_ratio
-from oryx_mllm.errors import ConfigError, InvalidInputError
+from oryx_mllm.errors import ConfigError
 
 
 class _Model(BaseModel):
@@ -37,25 +38,16 @@ class _Model(BaseModel):
 
 
 def _unicode(text: str) -> str:
-    try:
-        check_text("the text", text)
-    except ConfigError as e:  # pydantic reports ValueErrors with the field's location
-        raise ValueError(str(e)) from None
+    check_text("the text", text)  # a ConfigError: a ValueError, reported with the field's location
     return text
 
 
 Text = Annotated[str, AfterValidator(_unicode)]
 
 
-def _ratio(value: int) -> int:
-    try:
-        return check_ratio(value)
-    except InvalidInputError as e:
-        raise ValueError(str(e)) from None
-
-
-# the Dynamic Compressor's pooling ratio per side: the values the processing accepts
-Ratio = Annotated[int, AfterValidator(_ratio)]
+# the Dynamic Compressor's pooling ratio per side: the values the processing accepts (a
+# ConfigError is a ValueError, which pydantic reports with the field's location)
+Ratio = Annotated[int, AfterValidator(partial(check_ratio, error=ConfigError))]
 
 
 class MediaURL(_Model):

@@ -19,7 +19,7 @@ import yaml
 
 from oryx_mllm.checks import check_bool, check_mapping, check_range
 from oryx_mllm.compression_policy import check_ratio
-from oryx_mllm.errors import ConfigError, InvalidInputError
+from oryx_mllm.errors import ConfigError
 from oryx_mllm.processing.options import (
     image_options_from_dict,
     multiview_options_from_dict,
@@ -208,10 +208,7 @@ class DataSpec:
                     f"data.compression: unknown modality {modality!r}; "
                     f"choose from {COMPRESSED_MODALITIES}"
                 )
-            try:  # the ratios the processing takes (1, 2, 4, 8, 16)
-                check_ratio(ratio)
-            except InvalidInputError as e:
-                raise ConfigError(f"data.compression.{modality}: {e}") from None
+            check_ratio(ratio, f"data.compression.{modality}", ConfigError)
         for name in ("image", "video", "multiview"):
             check_mapping(f"data.{name}", getattr(self, name))
         # build the options now: a bad key fails at load time, named
