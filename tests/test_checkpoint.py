@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
 
-from oryx_mllm.checkpoint import atomic_save_json
 from oryx_mllm.compressor import DynamicCompressor
 from oryx_mllm.config import OryxConfig
 from oryx_mllm.errors import CheckpointError
+from oryx_mllm.files import atomic_save_json
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.processing.chat import collate, encode_conversation, ensure_visual_token
 from oryx_mllm.projector import OryxProjector

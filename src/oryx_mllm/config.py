@@ -156,7 +156,7 @@ class OryxConfig:
         return cls(text_config={**data, "model_type": llm_type}, vision_config=vision, **kwargs)
 
     def save(self, path: str | Path) -> None:
-        from oryx_mllm.checkpoint import atomic_save_json
+        from oryx_mllm.files import atomic_save_json
 
         atomic_save_json(self.to_dict(), path)
 
@@ -164,7 +164,7 @@ class OryxConfig:
     def load(cls, path: str | Path, vision_config: OryxViTConfig | None = None) -> OryxConfig:
         """``config.json`` (or the folder holding it). Whatever is wrong with it (unreadable, not
         a JSON object, not an Oryx model type, a wrong-typed field) is a ConfigError naming it."""
-        from oryx_mllm.checkpoint import read_json
+        from oryx_mllm.files import read_json
 
         path = Path(path)
         if path.is_dir():

@@ -43,7 +43,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from oryx_mllm.checkpoint import atomic_write_all
 from oryx_mllm.checks import check_range
 from oryx_mllm.data.synthetic import (
     SyntheticSample,
@@ -55,6 +54,7 @@ from oryx_mllm.data.synthetic import (
     split_seed,
 )
 from oryx_mllm.errors import ConfigError, OryxError
+from oryx_mllm.files import atomic_write_all
 from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.patchfile import PatchFileWriter
 

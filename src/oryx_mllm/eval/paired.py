@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from oryx_mllm.checkpoint import read_json
 from oryx_mllm.errors import DataError
+from oryx_mllm.files import read_json
 
 
 @dataclass

@@ -62,8 +62,9 @@ class OryxProcessor:
     def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
         """The tokenizer in ``path`` plus the options of ``processor_config.json`` when present
         (released folders have none: the released preprocessing defaults then apply)."""
-        from oryx_mllm.checkpoint import load_tokenizer, read_json
+        from oryx_mllm.checkpoint import load_tokenizer
         from oryx_mllm.errors import ConfigError
+        from oryx_mllm.files import read_json
         from oryx_mllm.processing import options as opts
 
         config_file = Path(path) / PROCESSOR_CONFIG
@@ -99,7 +100,7 @@ class OryxProcessor:
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Tokenizer files + ``processor_config.json`` (the preprocessing options)."""
-        from oryx_mllm.checkpoint import atomic_save_json
+        from oryx_mllm.files import atomic_save_json
 
         self.tokenizer.save_pretrained(str(directory))
         atomic_save_json(self.to_dict(), Path(directory) / PROCESSOR_CONFIG)

@@ -57,8 +57,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oryx_mllm.checkpoint import atomic_write
 from oryx_mllm.errors import DataError, OryxError
+from oryx_mllm.files import atomic_write
 from oryx_mllm.train.patchfile import MediaRef, parse_media_ref
 from oryx_mllm.train.records import VIDEO_PLACEHOLDER, iter_json_records
 

@@ -39,9 +39,9 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from oryx_mllm.checkpoint import fsync_path, read_json
 from oryx_mllm.checks import check_number
 from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.files import fsync_path, read_json
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs

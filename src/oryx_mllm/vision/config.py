@@ -105,13 +105,13 @@ class OryxViTConfig:
         return cls(**data)
 
     def save(self, path: str | Path) -> None:
-        from oryx_mllm.checkpoint import atomic_save_json
+        from oryx_mllm.files import atomic_save_json
 
         atomic_save_json(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | Path) -> OryxViTConfig:
-        from oryx_mllm.checkpoint import read_json
+        from oryx_mllm.files import read_json
 
         data = read_json(path)
         try:

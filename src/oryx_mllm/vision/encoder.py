@@ -360,7 +360,8 @@ class OryxViT(nn.Module):
     def save_pretrained(self, directory: str | Path) -> None:
         """``model.safetensors`` + ``config.json``, both written before either replaces an
         earlier save (so a failed save leaves that one consistent)."""
-        from oryx_mllm.checkpoint import atomic_write_all, json_writer, safetensors_writer
+        from oryx_mllm.checkpoint import safetensors_writer
+        from oryx_mllm.files import atomic_write_all, json_writer
 
         directory = Path(directory)
         atomic_write_all(

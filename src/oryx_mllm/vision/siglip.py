@@ -33,8 +33,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from oryx_mllm.checkpoint import read_json, weight_files
+from oryx_mllm.checkpoint import weight_files
 from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.files import read_json
 from oryx_mllm.vision.config import OryxViTConfig
 from oryx_mllm.vision.encoder import OryxViT, load_state_dict_file, resample_position_table
 
