@@ -279,6 +279,12 @@ def main() -> None:
         default="{}",
         help='training generators\' kwargs per task, JSON: {"objects/qa_session": {"describe": false}}',
     )
+    p.add_argument(
+        "--objects-kwargs",
+        default="{}",
+        help="scene kwargs for every objects task, training and held out, JSON: "
+        '{"cell": 16, "sides": [64]} (oryx_mllm.data.synthetic.task_objects.scene)',
+    )
     p.add_argument("--vit-depth", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vit-init", default=None, help="OryxViT folder (oryx pretrain-vision)")
@@ -334,6 +340,12 @@ def main() -> None:
         isinstance(v, dict) for v in task_kwargs.values()
     ):
         p.error('--task-kwargs must map task names to objects, e.g. {"objects/qa_session": {}}')
+    try:
+        objects_kwargs = json.loads(a.objects_kwargs)
+    except json.JSONDecodeError as e:
+        p.error(f"--objects-kwargs is not valid JSON: {e}")
+    if not isinstance(objects_kwargs, dict):
+        p.error('--objects-kwargs must be a JSON object, e.g. {"cell": 16}')
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
@@ -354,6 +366,8 @@ def main() -> None:
     def example(task: str, seed: int, index: int, marks: bool | None = None, **kwargs):
         """One sample as a :class:`TrainTransform` example, with the probe's input variants
         (``marks``: draw them on a scene; ``None``: on the ``--marks`` share of scenes)."""
+        if task.startswith("objects/"):
+            kwargs = {**objects_kwargs, **kwargs}
         s = probe_sample(task, seed, index, **kwargs)
         if marks if marks is not None else has_marks(s.id, a.marks):
             s = with_marks(s, mark_style)

@@ -27,6 +27,7 @@ from oryx_mllm.data.synthetic import (
     split_seed,
 )
 from oryx_mllm.data.synthetic.task_multiview import _shade
+from oryx_mllm.errors import ConfigError
 
 
 def media_bytes(s: SyntheticSample) -> bytes:
@@ -370,6 +371,28 @@ def test_objects_color_can_be_limited_to_few_objects():
         assert 1 <= len(s.meta["objects"]) <= 2
         target = [o for o in s.meta["objects"] if o["shape"] == s.meta["shape"]]
         assert len(target) == 1 and s.answer == target[0]["color"]
+
+
+def test_objects_on_a_grid_fill_one_cell_each():
+    for task in ("objects/color", "objects/count", "objects/position", "objects/qa_session"):
+        for i in range(10):
+            s = generate(task, 0, i, cell=16, sides=(64,))
+            assert s.media.size == (64, 64)
+            cells = set()
+            for o in s.meta["objects"]:
+                col, row = int(o["x"] // 16), int(o["y"] // 16)
+                cells.add((col, row))
+                # the whole disc inside its own cell
+                assert 16 * col <= o["x"] - o["r"] and o["x"] + o["r"] <= 16 * (col + 1)
+                assert 16 * row <= o["y"] - o["r"] and o["y"] + o["r"] <= 16 * (row + 1)
+                assert tuple(np.asarray(s.media)[int(o["y"]), int(o["x"])]) == COLORS[o["color"]]
+            assert len(cells) == len(s.meta["objects"])
+
+
+@pytest.mark.parametrize("cell", [0, 40, 2.5])
+def test_objects_grid_needs_two_cells_per_side(cell):
+    with pytest.raises(ConfigError, match="cell"):
+        generate("objects/position", 0, 0, cell=cell, sides=(64,))
 
 
 def test_document_sessions_read_other_lines_and_keys():

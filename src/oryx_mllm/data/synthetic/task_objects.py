@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import ImageDraw
 
+from oryx_mllm.checks import check_range
 from oryx_mllm.data.synthetic.common import (
     COLOR_NAMES,
     COLORS,
@@ -34,6 +35,7 @@ from oryx_mllm.data.synthetic.common import (
     random_background,
     sample_id,
 )
+from oryx_mllm.errors import ConfigError
 
 IMAGE_SIDES: tuple[int, ...] = (128, 160, 192, 224, 256)
 
@@ -61,13 +63,39 @@ DESCRIBE_TEMPLATES = ("List the objects from left to right.", "Which objects are
 EXISTS_TEMPLATES = ("Is there a {color} {shape}?", "Does the image contain a {color} {shape}?")
 
 
-def scene(rng: np.random.Generator, n_min: int = 1, n_max: int = 6, sides=IMAGE_SIDES):
-    """Draw a random scene; returns ``(image, objects)``."""
+def scene(
+    rng: np.random.Generator,
+    n_min: int = 1,
+    n_max: int = 6,
+    sides=IMAGE_SIDES,
+    cell: int | None = None,
+):
+    """Draw a random scene; returns ``(image, objects)``.
+
+    ``cell``: place every object in its own ``cell`` x ``cell`` square of a grid over the image
+    (centred, +-6% jitter, radius 36-44% of the cell) instead of anywhere; with ``cell`` equal to
+    a model's patch size each object fills one patch.
+    """
+    if cell is not None:
+        check_range("cell", cell, integer=True, at_least=1)
+        if any(side // cell < 2 for side in sides):
+            raise ConfigError(f"cell {cell} leaves fewer than 2 x 2 cells in a side of {sides}")
     side = choice(rng, sides)
     img = random_background(rng, (side, side))
     draw = ImageDraw.Draw(img)
     n = int(rng.integers(n_min, n_max + 1))
-    discs = place_circles(rng, n, (side, side), (side * 0.065, side * 0.12))
+    if cell is None:
+        discs = place_circles(rng, n, (side, side), (side * 0.065, side * 0.12))
+    else:
+        per_row = side // cell
+        cells = rng.choice(per_row * per_row, size=min(n, per_row * per_row), replace=False)
+        discs = []
+        for c in cells.tolist():
+            jx, jy = rng.uniform(-0.06, 0.06, size=2) * cell
+            cx = (c % per_row + 0.5) * cell + jx
+            cy = (c // per_row + 0.5) * cell + jy
+            r = rng.uniform(0.36, 0.44) * cell
+            discs.append((round(float(cx), 1), round(float(cy), 1), round(float(r), 1)))
     objects = []
     for cx, cy, r in discs:
         obj = {
@@ -105,10 +133,17 @@ def _ask_color(rng: np.random.Generator, objects: list[dict]):
     return q, target["color"], {"shape": shape}
 
 
-def color(rng: np.random.Generator, seed: int, index: int, n_max: int = 6) -> SyntheticSample:
+def color(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    n_max: int = 6,
+    sides=IMAGE_SIDES,
+    cell: int | None = None,
+) -> SyntheticSample:
     """Colour of the shape that occurs exactly once in the scene (of 1 to ``n_max`` objects)."""
     while True:
-        img, objects = scene(rng, n_max=n_max)
+        img, objects = scene(rng, n_max=n_max, sides=sides, cell=cell)
         asked = _ask_color(rng, objects)
         if asked:
             q, answer, meta = asked
@@ -135,9 +170,11 @@ def _ask_count(rng: np.random.Generator, objects: list[dict]):
     return q, str(n), {"kind": kind, "query": query, "count": n}
 
 
-def count(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+def count(
+    rng: np.random.Generator, seed: int, index: int, sides=IMAGE_SIDES, cell: int | None = None
+) -> SyntheticSample:
     """Count objects of a colour, of a shape, or of both (the answer may be 0)."""
-    img, objects = scene(rng)
+    img, objects = scene(rng, sides=sides, cell=cell)
     q, answer, meta = _ask_count(rng, objects)
     return _sample("objects/count", seed, index, img, q, answer, objects, **meta)
 
@@ -183,11 +220,13 @@ def _ask_position(rng: np.random.Generator, objects: list[dict], side: int, kind
     return q, answer, {"kind": kind, "a": _name(a), "b": _name(b), "axis": axis}
 
 
-def position(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+def position(
+    rng: np.random.Generator, seed: int, index: int, sides=IMAGE_SIDES, cell: int | None = None
+) -> SyntheticSample:
     """Relative (left/right, above/below) or absolute (which half) position of named objects."""
     kind = choice(rng, ("lr", "ud", "half"))
     while True:
-        img, objects = scene(rng, n_min=1 if kind == "half" else 2)
+        img, objects = scene(rng, n_min=1 if kind == "half" else 2, sides=sides, cell=cell)
         asked = _ask_position(rng, objects, img.size[0], kind)
         if asked:
             q, answer, meta = asked
@@ -206,9 +245,11 @@ def _ask_exists(rng: np.random.Generator, objects: list[dict]):
     return q, "yes" if (c, s) in present else "no", {"query": {"color": c, "shape": s}}
 
 
-def exists(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
+def exists(
+    rng: np.random.Generator, seed: int, index: int, sides=IMAGE_SIDES, cell: int | None = None
+) -> SyntheticSample:
     """Is a given colour+shape combination present? Balanced yes/no."""
-    img, objects = scene(rng)
+    img, objects = scene(rng, sides=sides, cell=cell)
     q, answer, meta = _ask_exists(rng, objects)
     return _sample("objects/exists", seed, index, img, q, answer, objects, **meta)
 
@@ -219,7 +260,13 @@ def describe_objects(objects: list[dict]) -> str:
 
 
 def qa_session(
-    rng: np.random.Generator, seed: int, index: int, turns: int = 6, describe: bool = True
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    turns: int = 6,
+    describe: bool = True,
+    sides=IMAGE_SIDES,
+    cell: int | None = None,
 ) -> SyntheticSample:
     """Training only: ONE scene with several questions of every kind, as a multi-turn
     conversation (``SyntheticSample.turns``).
@@ -231,7 +278,7 @@ def qa_session(
     """
     if turns < 1:
         raise ValueError(f"qa_session needs turns >= 1, got {turns}")
-    img, objects = scene(rng)
+    img, objects = scene(rng, sides=sides, cell=cell)
     side = img.size[0]
     qas: list[tuple[str, str]] = []
     if describe:

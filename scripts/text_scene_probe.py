@@ -1,0 +1,144 @@
+"""Can the tiny LLM learn the objects questions when the scene is given as exact text?
+
+The oracle probe of docs/default_model.md gave the LLM exact per-patch labels through the
+vision path and it levelled off at ~70%. This probe removes vision altogether: an objects scene
+laid out on a grid (``task_objects.scene(cell=16, sides=(64,))``, one object per 16 px cell) is
+written as text, one two-token cell per grid position in row-major order (`` red triangle`` or
+`` .``), followed by the scene's questions. The LLM (the recipe's 4-layer Qwen2 shape, trained
+from scratch) is scored by teacher-forced exact match of the answer tokens on held-out scenes
+(test seed 1,000,000). Sequences are ~10x shorter than with visual tokens, so steps are cheap.
+
+    OMP_NUM_THREADS=1 python scripts/text_scene_probe.py --steps 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate, list_tasks
+from oryx_mllm.data.tokenizer import build_tokenizer
+
+
+def scene_text(objects: list[dict], side: int, cell: int) -> str:
+    """The grid as text: row-major cells, `` colour shape`` or `` .``, rows ended by `` |``."""
+    per_row = side // cell
+    cells = [" ."] * (per_row * per_row)
+    for o in objects:
+        cells[int(o["y"] // cell) * per_row + int(o["x"] // cell)] = f" {o['color']} {o['shape']}"
+    rows = ["".join(cells[r * per_row : (r + 1) * per_row]) + " |" for r in range(per_row)]
+    return "scene:" + "".join(rows) + "\n"
+
+
+def encode(tok, sample, cell: int) -> tuple[list[int], list[int]]:
+    """Token ids and labels (-100 except on answers and their newline)."""
+    turns = [(sample.question, sample.answer), *sample.turns]
+    ids = tok.encode(scene_text(sample.meta["objects"], sample.meta["size"][0], cell))
+    labels = [-100] * len(ids)
+    for q, a in turns:
+        q_ids = tok.encode(f"Q: {q.removeprefix('<image>').strip()}\nA:")
+        a_ids = tok.encode(f" {a}\n")
+        ids += q_ids + a_ids
+        labels += [-100] * len(q_ids) + a_ids
+    return ids, labels
+
+
+def collate(rows: list[tuple[list[int], list[int]]], pad: int):
+    n = max(len(i) for i, _ in rows)
+    ids = torch.full((len(rows), n), pad)
+    labels = torch.full((len(rows), n), -100)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for k, (i, lab) in enumerate(rows):
+        ids[k, : len(i)] = torch.tensor(i)
+        labels[k, : len(lab)] = torch.tensor(lab)
+        mask[k, : len(i)] = 1
+    return ids, labels, mask
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--hidden", type=int, default=192, help="LLM width (MLP: 8/3 of it)")
+    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--cell", type=int, default=16)
+    p.add_argument("--side", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--eval-per-task", type=int, default=48)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    torch.manual_seed(a.seed)
+    tok = build_tokenizer()
+    kw = {"cell": a.cell, "sides": (a.side,)}
+    lc = AutoConfig.for_model(
+        "qwen2",
+        vocab_size=768,
+        hidden_size=a.hidden,
+        intermediate_size=a.hidden * 8 // 3,
+        num_hidden_layers=a.layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        pad_token_id=0,
+        initializer_range=0.02,
+    )
+    model = AutoModelForCausalLM.from_config(lc)
+    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
+    warm = max(1, a.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
+    )
+    tasks = list_tasks("objects")
+    held = [
+        (t, encode(tok, generate(t, TEST_SEED_MIN, i, **kw), a.cell))
+        for i in range(a.eval_per_task)
+        for t in tasks
+    ]
+
+    @torch.no_grad()
+    def evaluate() -> dict[str, float]:
+        model.eval()
+        hits: dict[str, list[bool]] = {}
+        for k in range(0, len(held), 64):
+            chunk = held[k : k + 64]
+            ids, labels, mask = collate([r for _, r in chunk], tok.pad_token_id)
+            pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
+            ok = ((pred == labels[:, 1:]) | (labels[:, 1:] == -100)).all(-1)
+            for (t, _), o in zip(chunk, ok.tolist(), strict=True):
+                hits.setdefault(t, []).append(o)
+        model.train()
+        return {t: round(sum(v) / len(v), 3) for t, v in hits.items()}
+
+    start, index, ema = time.time(), 0, None
+    for step in range(1, a.steps + 1):
+        rows = []
+        for _ in range(a.batch_size):
+            rows.append(encode(tok, generate("objects/qa_session", a.seed, index, **kw), a.cell))
+            index += 1
+        ids, labels, mask = collate(rows, tok.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        if step % 50 == 0:
+            print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
+        if step % a.eval_every == 0 or step == a.steps:
+            acc = evaluate()
+            mean = sum(acc.values()) / len(acc)
+            print("EVAL", step, json.dumps(acc), f"mean {mean:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
