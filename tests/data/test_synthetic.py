@@ -260,6 +260,15 @@ def test_multiview_mark_points_and_marks():
     assert len(marked) == len(s.media)
 
 
+def test_mark_point_of_a_centre_just_outside_the_view_moves_onto_the_object():
+    from oryx_mllm.data.synthetic.task_multiview import mark_points
+
+    mask = np.zeros((8, 8), dtype=np.uint8)
+    mask[3:6, 0:3] = 1  # object 1 visible at the left edge; its centre projects to u = -0.31
+    ((x, y, k),) = mark_points(mask, [{"id": 1, "u": -0.31, "v": 4.2}])
+    assert k == 1 and 0 <= x < 8 and mask[int(y), int(x)] == 1
+
+
 def test_multiview_answers():
     for i in range(20):
         s = generate("multiview/count", 6, i)

@@ -210,7 +210,7 @@ def mark_points(mask: np.ndarray, points: list[dict]) -> list[tuple[float, float
     h, w = mask.shape
     for p in points:
         k = p["id"]
-        u, v = int(p["u"]), int(p["v"])
+        u, v = math.floor(p["u"]), math.floor(p["v"])  # int() would put -0.3 in pixel 0
         if 0 <= u < w and 0 <= v < h and mask[v, u] == k:
             out.append((round(p["u"], 2), round(p["v"], 2), k))
             continue
