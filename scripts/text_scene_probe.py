@@ -19,6 +19,7 @@ import math
 import time
 
 import torch
+from tiny_probe import train_step  # scripts/ is on sys.path when this file is run
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate, list_tasks
@@ -126,12 +127,8 @@ def main() -> None:
         ids, labels, mask = collate(rows, tok.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        loss = train_step(model, opt, sched, loss)
+        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
         if step % 50 == 0:
             print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
         if step % a.eval_every == 0 or step == a.steps:

@@ -207,6 +207,17 @@ def batch_loss(model, b: dict, bf16: bool) -> torch.Tensor:
         ).loss
 
 
+def train_step(model, opt, sched, loss: torch.Tensor) -> float:
+    """Back-propagate ``loss``, clip the gradient norm to 1, step the optimizer and the schedule;
+    returns the loss as a float."""
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
 @torch.no_grad()
 def evaluate(model, collate, examples) -> dict[str, float]:
     """Teacher-forced exact match: every answer token (and the end token) argmax-correct."""
@@ -441,13 +452,8 @@ def main() -> None:
             model.vision_tower.requires_grad_(True)
             print(f"step {step}: OryxViT unfrozen", flush=True)
         b = next(batches)
-        loss = batch_loss(model, b, a.bf16)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        ema = loss.item() if ema is None else 0.95 * ema + 0.05 * loss.item()
+        loss = train_step(model, opt, sched, batch_loss(model, b, a.bf16))
+        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
         if step % 25 == 0:
             print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
         if step % eval_every == 0 or step == total:
