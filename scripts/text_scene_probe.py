@@ -24,6 +24,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate, list_tasks
 from oryx_mllm.data.tokenizer import build_tokenizer
+from oryx_mllm.errors import ConfigError
 
 
 def scene_text(objects: list[dict], side: int, cell: int) -> str:
@@ -78,6 +79,12 @@ def main() -> None:
     torch.manual_seed(a.seed)
     tok = build_tokenizer()
     kw = {"cell": a.cell, "sides": (a.side,)}
+    try:  # a bad grid is named here, not in a traceback from the first batch
+        generate("objects/color", a.seed, 0, **kw)
+    except ConfigError as e:
+        p.error(f"--cell / --side: {e}")
+    if a.steps < 1 or a.eval_every < 1 or a.eval_per_task < 1 or a.batch_size < 1:
+        p.error("--steps, --eval-every, --eval-per-task and --batch-size must be >= 1")
     lc = AutoConfig.for_model(
         "qwen2",
         vocab_size=768,

@@ -357,6 +357,10 @@ def main() -> None:
         p.error(f"--objects-kwargs is not valid JSON: {e}")
     if not isinstance(objects_kwargs, dict):
         p.error('--objects-kwargs must be a JSON object, e.g. {"cell": 16}')
+    try:  # a bad scene argument is named here, not in a traceback from the first batch
+        generate("objects/color", a.seed, 0, **objects_kwargs)
+    except (ConfigError, TypeError, ValueError) as e:
+        p.error(f"--objects-kwargs: {e}")
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
