@@ -6,21 +6,25 @@
 #
 #   OUT=runs/gpu_probes BUDGET=420 scripts/gpu_probes.sh            (DEVICE=cpu for a smoke test)
 #
-# PROBES="obj_frozen short_frozen" runs only those (fewer probes: more steps each).
+# PROBES="obj_frozen short_frozen" runs only those (fewer probes: more steps each); WORKERS=2 gives
+# each probe two sample-generating processes.
 set -uo pipefail
+set -f  # the probes' flags are split unquoted below; JSON like [64] must not glob
 OUT=${OUT:-runs/gpu_probes}
 PY=${PY:-python3}
 BUDGET=${BUDGET:-420}
 DEVICE=${DEVICE:-cuda}
 PER_TASK=${PER_TASK:-48}
+WORKERS=${WORKERS:-1}
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=1
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || { echo "BUDGET must be whole seconds, got '$BUDGET'" >&2; exit 2; }
 mkdir -p "$OUT"
 [ "$DEVICE" = cpu ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 
-common=(--bf16 --device "$DEVICE" --steps 2000 --time-budget "$BUDGET" --num-workers 1
+common=(--bf16 --device "$DEVICE" --steps 2000 --time-budget "$BUDGET" --num-workers "$WORKERS"
   --eval-per-task "$PER_TASK")
 objects=(--tasks objects/qa_session --eval-tasks objects)
+grid='{"cell":16,"sides":[64]}'  # one object per 16 px patch on a 4 x 4 grid (no spaces: one word)
 short=(--tasks short_videos --eval-tasks short_videos)
 declare -A probes=(
   [obj_frozen]="${objects[*]} --freeze-vit"
@@ -29,6 +33,13 @@ declare -A probes=(
   [obj_frozen_w256]="${objects[*]} --freeze-vit --llm-hidden 256 --llm-heads 8"
   [obj_oracle]="${objects[*]} --freeze-vit --oracle-objects"
   [obj_oracle_w256]="${objects[*]} --freeze-vit --oracle-objects --llm-hidden 256 --llm-heads 8"
+  [obj_frozen_lr5e-4]="${objects[*]} --freeze-vit --lr 5e-4"
+  [obj_oracle_lr5e-4]="${objects[*]} --freeze-vit --oracle-objects --lr 5e-4"
+  [obj_grid_frozen_lr5e-4]="${objects[*]} --freeze-vit --lr 5e-4 --objects-kwargs $grid"
+  [obj_grid_frozen_lr5e-4_seed1]="${objects[*]} --freeze-vit --lr 5e-4 --objects-kwargs $grid --seed 1"
+  [obj_grid_vit_trained_lr5e-4]="${objects[*]} --lr 5e-4 --objects-kwargs $grid"
+  [obj_grid_oracle_lr5e-4]="${objects[*]} --freeze-vit --oracle-objects --lr 5e-4 --objects-kwargs $grid"
+  [obj_grid_frozen]="${objects[*]} --freeze-vit --objects-kwargs $grid"
   [short_frozen]="${short[*]} --freeze-vit"
   [short_vit_trained]="${short[*]}"
 )
