@@ -180,3 +180,15 @@ def test_ask_with_masks_not_matching_the_views_gives_clear_error(model_dir, tmp_
     )  # an RGB picture given as a mask
     assert colour.exit_code == 2 and "single-channel" in colour.output
     assert "Traceback" not in one_mask.output + colour.output
+
+
+def test_close_process_group_tears_down_the_default_group():
+    import torch.distributed as dist
+
+    from oryx_mllm.cli import close_process_group
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    assert dist.is_initialized()
+    close_process_group()
+    assert not dist.is_initialized()
+    close_process_group()  # nothing to close: a single-process run

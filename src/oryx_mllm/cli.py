@@ -314,6 +314,7 @@ def train(
         result = run_training(cfg)
     except (OryxError, OSError) as exc:  # OSError: output_dir not writable, disk full
         _fail(exc)
+    close_process_group()
     if os.environ.get("RANK", "0") != "0":  # under torchrun: the main process reports
         return
     final = f"{result.losses[-1]:.4f}" if result.losses else "n/a"
@@ -321,6 +322,17 @@ def train(
         f"trained {result.steps} steps; final loss {final}; skipped samples {result.skipped}; "
         f"model saved to {result.final_model}"
     )
+
+
+def close_process_group() -> None:
+    """Tear down torch.distributed's default group after a finished run under torchrun or
+    accelerate launch. Left to interpreter exit, gloo's threads were once destroyed while still
+    joinable and a rank that had saved everything died with SIGABRT ("terminate called without an
+    active exception"), failing the whole launch."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @app.command("pretrain-vision")
