@@ -45,3 +45,11 @@ def test_integer_like_values_pass_integer_checks():
         check_range("n", value, integer=True, at_least=1)
     with pytest.raises(ConfigError, match="must be an integer"):
         check_number("n", torch.tensor(3.0), integer=True)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), np.float32("inf")])
+def test_nan_and_infinities_are_not_numbers(value):
+    with pytest.raises(InvalidInputError, match="temperature must be a number"):
+        check_number("temperature", value, error=InvalidInputError)
+    with pytest.raises(ConfigError, match="lr must be a positive number"):
+        check_range("lr", value, above=0)

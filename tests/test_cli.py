@@ -73,6 +73,16 @@ def test_ask_with_corrupt_image_gives_clear_error(model_dir, tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_ask_json_reports_errors_as_json(model_dir, tmp_path):
+    missing = tmp_path / "missing.png"
+    args = ["ask", "x", "--json", "--image", str(missing), "--model", str(model_dir)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert json.loads(result.stdout) == {
+        "error": {"type": "ImageNotFoundError", "message": f"{missing}: no such image file"}
+    }
+
+
 def test_ask_with_missing_model_folder(tmp_path):
     result = runner.invoke(app, ["ask", "x", "--model", str(tmp_path / "nope")])
     assert result.exit_code == 2

@@ -99,3 +99,22 @@ def test_batched_generate_equals_single(kind):
         one.pop("labels")
         alone = model.generate(**one, **kw)
         assert together[i].tolist() == alone[0].tolist()
+
+
+def test_context_error_says_which_part_to_cut():
+    from types import SimpleNamespace
+
+    from oryx_mllm.errors import ContextLengthError
+    from oryx_mllm.model import OryxForConditionalGeneration
+
+    fake = SimpleNamespace(config=SimpleNamespace(text_config={"max_position_embeddings": 100}))
+    check = OryxForConditionalGeneration.check_context
+    check(fake, 100, 90)  # fits
+    with pytest.raises(ContextLengthError) as info:
+        check(fake, 150, 140)
+    assert str(info.value) == (
+        "prompt of 150 tokens (140 visual, 10 text) exceeds the model's context of 100; "
+        "use fewer frames or more compression"
+    )
+    with pytest.raises(ContextLengthError, match=r"\(43 visual, 20022 text\).*shorten the text"):
+        check(fake, 20065, 43)

@@ -54,6 +54,20 @@ def test_video_and_multiview_and_compression(pipe):
     assert answer.visual_tokens == 2 + 3 * (1 * (1 + 1) + 1)
 
 
+def test_views_over_the_limit_are_subsampled_with_a_warning():
+    from oryx_mllm.pipeline import _input_warnings
+    from oryx_mllm.processing.multiview import preprocess_views
+
+    views = [picture(16, 16, seed=i) for i in range(5)]
+    opt = MultiViewOptions(frame=SMALL_VIDEO, max_views=3)
+    item = preprocess_views(views, opt)
+    assert len(item.frames) == 3
+    assert _input_warnings(item) == [
+        "5 views given, 3 evenly spaced ones used (the limit: MultiViewOptions.max_views = 3)"
+    ]
+    assert _input_warnings(preprocess_views(views[:3], opt)) == []
+
+
 def test_batched_answers_equal_single_answers(pipe):
     convs = [
         pipe.messages_for("What is it?", image=picture(seed=1)),
@@ -177,6 +191,12 @@ MALFORMED = {
         lambda d: _edit_json(d / "processor_config.json", image_options={"max_pixels": "big"}),
         ConfigError,
         r"processor_config\.json: max_pixels must be a positive integer",
+    ),
+    "config sizes unlike the weights'": (
+        lambda d: _edit_json(d / "config.json", intermediate_size=384),
+        CheckpointError,
+        r"weights of other sizes than config\.json's: model\.layers\.0\.mlp\.gate_proj\.weight: "
+        r"checkpoint \(512, 192\), config \(384, 192\); .* \(12 in all\)",
     ),
     "processor config a list": (
         lambda d: (d / "processor_config.json").write_text("[]"),

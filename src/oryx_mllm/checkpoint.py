@@ -178,6 +178,32 @@ def read_connector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
+def _llm_shape_mismatches(folder: Path, llm_config, limit: int = 4) -> str:
+    """``"name: checkpoint (a, b), config (c, d); ..."`` for the language model's tensors whose
+    shape in the folder's safetensors differs from what ``llm_config`` builds ("" if none, or
+    if the shapes cannot be read)."""
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):  # shapes only, no memory
+            expected = AutoModelForCausalLM.from_config(llm_config).state_dict()
+        found: dict[str, tuple[int, ...]] = {}
+        for path in weight_files(folder):
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as fh:
+                    found.update({k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()})
+    except Exception:  # the caller falls back to the original error
+        return ""
+    bad = [
+        f"{k}: checkpoint {found[k]}, config {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in found and found[k] != tuple(v.shape)
+    ]
+    more = f"; ... ({len(bad)} in all)" if len(bad) > limit else ""
+    return "; ".join(bad[:limit]) + more
+
+
 def _load_module(module: torch.nn.Module, name: str, weights: dict[str, torch.Tensor]) -> None:
     prefix = name + "."
     sub = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -254,7 +280,10 @@ def load_oryx(
             str(folder), config=config.llm_config(), output_loading_info=True, **kwargs
         )
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"cannot load the language model from {folder}: {exc}") from exc
+        # transformers' size-mismatch error points at a load report we silenced: name the shapes
+        mismatched = _llm_shape_mismatches(folder, config.llm_config())
+        reason = f"weights of other sizes than config.json's: {mismatched}" if mismatched else exc
+        raise CheckpointError(f"cannot load the language model from {folder}: {reason}") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = sorted(info.get("missing_keys", []))

@@ -7,6 +7,7 @@ rule, e.g. ``max_pixels must be a positive integer, got 'big'``. A bool is never
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -16,12 +17,13 @@ _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operato
 
 
 def _is_number(value, integer: bool) -> bool:
-    """A real number (an integer when ``integer``: Python, numpy or a one-element integer
-    tensor, anything ``operator.index`` takes); never a bool or a string."""
+    """A finite real number (an integer when ``integer``: Python, numpy or a one-element integer
+    tensor, anything ``operator.index`` takes); never a bool, a string, NaN or an infinity (a
+    temperature of ``inf`` or a learning rate of ``.inf`` is a mistake, not a setting)."""
     if isinstance(value, bool):
         return False
     if not integer:
-        return isinstance(value, numbers.Real)
+        return isinstance(value, numbers.Real) and math.isfinite(value)
     try:
         operator.index(value)
     except TypeError:
@@ -32,7 +34,7 @@ def _is_number(value, integer: bool) -> bool:
 def check_number(
     name: str, value, integer: bool = False, error: type[OryxError] = ConfigError
 ) -> None:
-    """``value`` is a real number (an integer when ``integer``)."""
+    """``value`` is a finite real number (an integer when ``integer``)."""
     if not _is_number(value, integer):
         raise error(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
 

@@ -44,7 +44,13 @@ def example_images() -> list[Path]:
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    """Print ``error: <message>`` (an error from a DataLoader worker: its original message, not
+    the worker's traceback) and exit with code 2."""
+    from rich.markup import escape
+
+    from oryx_mllm.errors import error_message
+
+    err_console.print(f"[bold red]error:[/] {escape(error_message(exc))}")
     raise typer.Exit(code=2)
 
 
@@ -208,6 +214,9 @@ def ask(
             return
         answer = _ask_with_progress(pipe, question, kwargs, max_new_tokens)
     except OryxError as exc:
+        if as_json:  # a script reading stdout gets an object it can parse, not an empty line
+            print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
+            raise typer.Exit(code=2) from None
         _fail(exc)
     console.print(answer.text)
     for info in answer.inputs:

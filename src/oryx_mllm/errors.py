@@ -8,6 +8,8 @@ raise and let real bugs surface. Each subclass also derives from the matching bu
 
 from __future__ import annotations
 
+import re
+
 
 class OryxError(Exception):
     """Base class of all errors oryx-mllm raises deliberately."""
@@ -41,6 +43,10 @@ class ConfigError(OryxError, ValueError):
     """A configuration value is invalid."""
 
 
+class TrainingError(OryxError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN or infinite); names the step."""
+
+
 class ImageTooLargeError(ImageDecodeError):
     """An image (or video frame) has more pixels than the configured decompression-bomb limit."""
 
@@ -68,3 +74,26 @@ class PatchFileError(DataError):
 class PackingUnsupportedError(ConfigError):
     """``data.packing`` was asked for, but the backbone or its attention backend cannot keep the
     packed samples apart (training would silently attend across samples)."""
+
+
+# torch's DataLoader re-raises a worker's exception as the same type with this message, followed
+# by the worker's whole formatted traceback (torch._utils.ExceptionWrapper.reraise)
+_WORKER_ERROR = re.compile(r"Caught \w+ (in DataLoader worker process \d+)\.\nOriginal Traceback")
+
+
+def error_message(exc: BaseException) -> str:
+    """What to tell a person about ``exc``: its message. An error that torch's DataLoader
+    re-raised from a worker process carries ``Caught DataError in DataLoader worker process 0.``
+    plus the worker's traceback as its message; for such an error this is the original message
+    followed by ``(in DataLoader worker process 0)``."""
+    text = str(exc)
+    worker = _WORKER_ERROR.match(text)
+    if worker is None:
+        return text
+    cls = type(exc)  # the traceback's last line is "<module>.<qualname>: <original message>"
+    name = cls.__qualname__
+    if cls.__module__ not in ("builtins", "__main__"):
+        name = f"{cls.__module__}.{name}"
+    start = text.rfind(f"\n{name}: ")
+    original = text[start + len(name) + 3 :].strip() if start >= 0 else cls.__name__
+    return f"{original} ({worker.group(1)})"

@@ -108,15 +108,25 @@ class OryxForConditionalGeneration(nn.Module):
                 out.append(self.mm_projector.video(x, gc))
         return out
 
-    def check_context(self, prompt_tokens: int) -> None:
+    def check_context(self, prompt_tokens: int, visual_tokens: int | None = None) -> None:
         """:class:`ContextLengthError` when a prompt of this many tokens (visual ones included)
-        does not fit the language model's context."""
+        does not fit the language model's context. With ``visual_tokens`` (how many of them are
+        visual) the message says which part to cut."""
         max_len = self.config.text_config.get("max_position_embeddings")
-        if max_len and prompt_tokens > max_len:
-            raise ContextLengthError(
-                f"prompt of {prompt_tokens} tokens (visual tokens included) exceeds the "
-                f"model's context of {max_len}; use fewer frames or more compression"
-            )
+        if not max_len or prompt_tokens <= max_len:
+            return
+        if visual_tokens is None:
+            split, advice = "visual tokens included", "shorten the text or use fewer visual tokens"
+        else:
+            split = f"{visual_tokens} visual, {prompt_tokens - visual_tokens} text"
+            if visual_tokens * 2 >= prompt_tokens:
+                advice = "use fewer frames or more compression"
+            else:
+                advice = "shorten the text: it is most of the prompt"
+        raise ContextLengthError(
+            f"prompt of {prompt_tokens} tokens ({split}) exceeds the model's context of "
+            f"{max_len}; {advice}"
+        )
 
     def embed(
         self, input_ids: torch.Tensor, visual_inputs: Sequence[VisualInput] | None = None
@@ -124,13 +134,13 @@ class OryxForConditionalGeneration(nn.Module):
         """Token ids ``[B, L]`` (+ visual inputs in placeholder order) -> ``inputs_embeds [B, L, D]``."""
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
-        self.check_context(input_ids.shape[1])
-        table = self.language_model.get_input_embeddings()
-        vocab = table.weight.shape[0]
         vid = self.config.visual_token_id
         is_visual = (
             input_ids == vid if vid is not None else torch.zeros_like(input_ids, dtype=torch.bool)
         )
+        self.check_context(input_ids.shape[1], int(is_visual.sum(1).max()))
+        table = self.language_model.get_input_embeddings()
+        vocab = table.weight.shape[0]
         text_ids = input_ids.masked_fill(is_visual, 0)  # placeholder ids may lie beyond the table
         if (text_ids < 0).any() or (text_ids >= vocab).any():
             bad = text_ids[(text_ids < 0) | (text_ids >= vocab)].unique().tolist()

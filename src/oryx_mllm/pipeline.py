@@ -95,6 +95,11 @@ def _input_warnings(item: VisualInput) -> list[str]:
         )
     if meta.get("decode_error"):
         out.append(f"decoding stopped at a damaged frame: {meta['decode_error']}")
+    if "num_views" in meta and len(meta["view_indices"]) < meta["num_views"]:
+        out.append(
+            f"{meta['num_views']} views given, {len(meta['view_indices'])} evenly spaced ones "
+            f"used (the limit: MultiViewOptions.max_views = {meta['max_views']})"
+        )
     return out
 
 

@@ -130,7 +130,33 @@ def _run_lmms_cli(args, monkeypatch):
 
     calls = []
     monkeypatch.setattr("subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    # lmms-eval's own dependencies are not all in the test environment (installed --no-deps)
+    monkeypatch.setattr("oryx_mllm.eval.cli.check_lmms_eval_importable", lambda: None)
     return CliRunner().invoke(cli.app, ["eval", "lmms", *args]), calls
+
+
+@pytest.mark.parametrize(
+    "missing,named",
+    [("sacrebleu", "'sacrebleu' is not installed"), ("lmms_eval", "lmms-eval is not installed")],
+)
+def test_cli_eval_lmms_names_a_missing_package_before_lmms_eval_runs(missing, named, monkeypatch):
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from oryx_mllm import cli
+
+    def fail_import(name):
+        assert name == "lmms_eval.__main__"
+        raise ModuleNotFoundError(f"No module named '{missing}'", name=missing)
+
+    calls = []
+    monkeypatch.setattr("oryx_mllm.eval.cli.importlib", SimpleNamespace(import_module=fail_import))
+    monkeypatch.setattr("subprocess.call", lambda cmd: calls.append(cmd) or 0)
+    result = CliRunner().invoke(cli.app, ["eval", "lmms", "mme"])
+    assert result.exit_code == 2 and not calls
+    assert f"error: lmms-eval cannot start: {named}" in result.output
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(

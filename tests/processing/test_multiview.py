@@ -148,3 +148,22 @@ def test_bad_instance_mask_files_are_typed_and_named(tmp_path):
         load_instance_mask(broken)
     with pytest.raises(ImageNotFoundError, match="missing.png"):
         load_instance_mask(tmp_path / "missing.png")
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    with pytest.raises(ImageDecodeError) as info:
+        load_instance_mask(text)
+    assert str(info.value) == f"{text}: cannot decode instance mask: not a recognised image format"
+
+
+def test_negative_instance_ids_are_refused(tmp_path):
+    from oryx_mllm.errors import InvalidInputError
+    from oryx_mllm.processing.multiview import load_instance_mask, mask_locations
+
+    ids = np.zeros((8, 8), np.int32)
+    ids[2:4, 2:4] = -5
+    path = tmp_path / "negative.tiff"
+    Image.fromarray(ids).save(path)  # mode "I": 32-bit signed ids
+    with pytest.raises(InvalidInputError, match="negative.tiff: instance ids must be >= 0.*-5"):
+        load_instance_mask(path)
+    with pytest.raises(InvalidInputError, match="instance ids must be >= 0"):
+        mask_locations(ids)

@@ -124,6 +124,17 @@ def test_directory_of_images(tmp_path):
     assert _frame_indices(sub) == [0, 6, 11] or _frame_indices(sub) == [0, 5, 11]
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs on this OS")
+def test_a_device_or_fifo_is_not_a_video_file(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(VideoDecodeError, match="not a regular file"):
+            preprocess_video(path)
+
+
 def test_bad_videos_are_typed(tmp_path, make_video):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")

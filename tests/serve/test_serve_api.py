@@ -317,3 +317,15 @@ def test_unexpected_errors_are_json_500s_answered_inside_the_route(pipe, monkeyp
     assert r.status_code == 500
     assert r.json()["error"] == {"message": "internal error: RuntimeError", "type": "server_error",
                                  "param": None, "code": None}  # fmt: skip
+
+
+def test_a_media_root_that_is_not_a_folder_is_refused(tmp_path):
+    from pydantic import ValidationError
+
+    from oryx_mllm.serve.settings import ServeSettings
+
+    (tmp_path / "file.txt").write_text("x")
+    for root in (tmp_path / "missing", tmp_path / "file.txt"):
+        with pytest.raises(ValidationError, match=f"{root} is not an existing folder"):
+            ServeSettings(media_root=[tmp_path, root])
+    assert ServeSettings(media_root=tmp_path).media_root == [tmp_path]

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.errors import ConfigError, DataError
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.trainer import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trainer_utils import make_dataset, recipe_dict, save_tiny_model  # noqa: E402
+from trainer_utils import (  # noqa: E402
+    make_dataset,
+    make_text_dataset,
+    recipe_dict,
+    save_tiny_model,
+)
 
 
 def test_stage_configs_merge_and_chain(tmp_path):
@@ -65,3 +71,19 @@ def test_two_stage_training_chains_weights(tmp_path):
     assert summary["stages"] == ["a", "b"] and summary["steps"] == 4
     recipe_b = (tmp_path / "run" / "b" / "checkpoints" / "step-2" / "recipe.yaml").read_text()
     assert str(tmp_path / "run" / "a" / "final") in recipe_b
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "data file not found: {}"), ("[{", "{}: invalid JSON at line 1, column 3")],
+)
+def test_bad_data_of_a_later_stage_stops_the_run_before_the_first_stage(tmp_path, content, message):
+    second = tmp_path / "b.json"
+    if content is not None:
+        second.write_text(content)
+    base = recipe_dict(tmp_path / "model", make_text_dataset(tmp_path), tmp_path / "run")
+    base["stages"] = [{"name": "a"}, {"name": "b", "data": {"train": [str(second)]}}]
+    expected = f"stages[1] (b): {message.format(second)}"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        train(TrainConfig(**base))
+    assert not (tmp_path / "run" / "a").exists()  # stage a never started

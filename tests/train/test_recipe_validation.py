@@ -59,6 +59,8 @@ def recipe(tmp_path) -> Path:
         ("stages=[{name: a, stage: {lora: {bogus: 1}}}]", "stages[0] (a)"),
         ("stage.lora={r: 0}", "stage.lora.r"),
         ("optim.lr=[1", "optim.lr"),
+        ("optim.lr=.inf", "optim.lr"),
+        ("optim.weight_decay=.inf", "optim.weight_decay"),
     ],
 )
 def test_bad_recipe_value_is_a_config_error_naming_the_key(recipe, override, key):
@@ -182,3 +184,20 @@ def test_path_objects_are_accepted_where_paths_are(tmp_path):
 def test_path_objects_are_not_names():
     with pytest.raises(ConfigError, match="report_to"):
         TrainConfig(output_dir="o", report_to=[Path("jsonl")])
+
+
+def test_unquoted_no_is_a_mixed_precision_value(recipe, tmp_path):
+    # YAML 1.1 reads `no` as False
+    assert load_recipe(recipe, ["mixed_precision=no"]).mixed_precision == "no"
+    stages = [{"name": "a", "mixed_precision": False}]
+    assert TrainConfig(output_dir=str(tmp_path), stages=stages).mixed_precision == "no"
+
+
+def test_a_video_multiple_too_large_for_max_pixels_is_named_with_its_numbers(recipe):
+    video = "data.video={min_pixels: 4096, max_pixels: 4096, multiple: 32}"  # long_multiple 128
+    with pytest.raises(ConfigError) as info:
+        load_recipe(recipe, [video])
+    assert str(info.value) == (
+        "data.video: long_multiple 128: 128² = 16384 > max_pixels 4096; max_pixels must hold at "
+        "least one long_multiple² (lower long_multiple or raise max_pixels)"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -13,11 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from oryx_mllm.errors import ConfigError, TrainingError
 from oryx_mllm.train.config import TrainConfig
 from oryx_mllm.train.trainer import latest_checkpoint, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from trainer_utils import make_dataset, recipe_dict, save_tiny_model  # noqa: E402
+from trainer_utils import (  # noqa: E402
+    make_dataset,
+    make_text_dataset,
+    recipe_dict,
+    save_tiny_model,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -181,3 +188,59 @@ def test_group_lr_gives_a_module_group_its_own_learning_rate(workspace, tmp_path
     assert max_change("vision_tower") == pytest.approx(1e-6, rel=0.05)
     assert max_change("mm_projector") == pytest.approx(3e-3, rel=0.05)  # the recipe's lr
     assert max_change("language_model") == 0.0
+
+
+def test_text_only_batches_train_while_the_language_model_is_frozen(workspace, tmp_path):
+    # stage-1a style: only the connector trains, so a text-only loss depends on nothing trainable
+    text = make_text_dataset(tmp_path)
+    recipe = recipe_dict(workspace["model"], text, tmp_path / "out", max_steps=2)
+    recipe["stage"]["trainable"] = ["mm_projector"]
+    result = train(TrainConfig(**recipe))
+    assert result.steps == 2 and all(math.isfinite(loss) for loss in result.losses)
+    from oryx_mllm.model import OryxForConditionalGeneration
+
+    before = OryxForConditionalGeneration.from_pretrained(workspace["model"]).state_dict()
+    after = OryxForConditionalGeneration.from_pretrained(result.final_model).state_dict()
+    # the projector got a zero gradient (AdamW without weight decay: no move), the rest nothing
+    assert all(after[name].equal(weight) for name, weight in before.items())
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step_and_the_last_checkpoint(
+    workspace, tmp_path
+):
+    out = tmp_path / "out"
+    text = make_text_dataset(tmp_path)
+    recipe = recipe_dict(workspace["model"], text, out, max_steps=4, save_steps=1)
+    recipe["optim"]["lr"] = 1e30  # finite, so the recipe loads; the first update ruins the weights
+    with pytest.raises(TrainingError) as info:
+        train(TrainConfig(**recipe))
+    ckpt = out / "checkpoints" / "step-1"
+    assert str(info.value).startswith("the training loss is nan at step 2: stopped before the")
+    assert f"the last checkpoint is {ckpt} (its step's loss was finite)" in str(info.value)
+    assert latest_checkpoint(out) == ckpt and not (out / "final").exists()
+
+
+@pytest.mark.parametrize(
+    ("impl", "unavailable", "message"),
+    [
+        ("flash_attention_2", "is_flash_attn_2_available", "needs the flash-attn package"),
+        ("flex_attention", "torch.cuda.is_available", "cannot train without a CUDA GPU"),
+    ],
+)
+def test_an_attention_backend_that_cannot_train_here_stops_the_run_first(
+    tmp_path, monkeypatch, impl, unavailable, message
+):
+    import torch
+    import transformers.utils
+
+    if unavailable.startswith("torch."):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    else:
+        monkeypatch.setattr(transformers.utils, unavailable, lambda: False)
+    cfg = TrainConfig(  # neither the model nor the data exists: the check comes before both
+        output_dir=str(tmp_path / "out"),
+        model={"path": str(tmp_path / "no-model"), "attn_implementation": impl},
+        data={"train": [str(tmp_path / "no-data.json")]},
+    )
+    with pytest.raises(ConfigError, match=f"model.attn_implementation '{impl}' {message}.*sdpa"):
+        train(cfg)

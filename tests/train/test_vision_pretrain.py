@@ -1,6 +1,7 @@
 """Dense OryxViT pretraining (oryx_mllm.train.vision_pretrain)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from oryx_mllm.data.synthetic.dense import DENSE_CLASSES
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.errors import ConfigError, TrainingError
 from oryx_mllm.train.vision_pretrain import (
     VisionPretrainConfig,
     load_vision_recipe,
@@ -76,3 +77,34 @@ def test_pretraining_lowers_the_loss_and_saves_a_loadable_encoder(tmp_path):
     assert vit.config.hidden_size == 32
     feats, grids = vit.encode([torch.zeros(3, 64, 64)])
     assert grids == [(4, 4)] and feats[0].shape == (16, 32)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("kinds={objects: 0}", "kinds.objects must be a positive number, got 0"),
+        ("kinds={objects: .nan}", "kinds.objects must be a positive number, got nan"),
+        ("kinds={}", "kinds must give at least one of"),
+        ("lr=.inf", "lr must be a positive number, got inf"),
+        ("weight_decay=-1", "weight_decay must be a number >= 0, got -1"),
+    ],
+)
+def test_bad_weights_and_rates_are_rejected_when_the_recipe_loads(tmp_path, override, message):
+    (tmp_path / "r.yaml").write_text("output_dir: out\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_vision_recipe(tmp_path / "r.yaml", [override])
+
+
+def test_unquoted_no_is_a_mixed_precision_value(tmp_path):
+    (tmp_path / "r.yaml").write_text("output_dir: out\nmixed_precision: no\n")
+    assert load_vision_recipe(tmp_path / "r.yaml").mixed_precision == "no"
+
+
+def test_a_non_finite_loss_stops_pretraining_without_saving(tmp_path):
+    cfg = VisionPretrainConfig(
+        output_dir=str(tmp_path / "vit"), vision_config=TINY_VIT, kinds={"needles": 1.0},
+        steps=4, batch_size=2, lr=1e30, num_workers=0, mixed_precision="no",
+    )  # fmt: skip
+    with pytest.raises(TrainingError, match="the loss is nan at step 2; stopped without saving"):
+        pretrain_vision(cfg)
+    assert not (tmp_path / "vit" / "config.json").exists()

@@ -70,6 +70,23 @@ def make_dataset(root: Path, n: int = 20, seed: int = 0) -> Path:
     return path
 
 
+def make_text_dataset(root: Path, n: int = 8) -> Path:
+    """``n`` text-only samples (no media): a colour name answered with its RGB triple."""
+    records = [
+        {
+            "id": f"text{i}",
+            "conversations": [
+                {"from": "human", "value": f"RGB of {name}?"},
+                {"from": "gpt", "value": str(COLOURS[name])},
+            ],
+        }
+        for i, name in enumerate(list(COLOURS) * (n // len(COLOURS) + 1))
+    ][:n]
+    path = root / "text.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
 def save_tiny_model(folder: Path, kind: str = "qwen2") -> Path:
     tok = byte_tokenizer()
     model = tiny_model(kind, tok)

@@ -284,3 +284,43 @@ def test_from_pretrained_on_a_missing_gpu_is_a_config_error(tmp_path, monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         OryxViT.from_pretrained(tmp_path / "vit", device="cuda")
+
+
+@pytest.mark.parametrize("shape", [(), (9,), (1, 0, 32), (1, 16, 5)])
+def test_a_malformed_position_table_names_its_shape(fixtures, shape):
+    model = OryxViT(OryxViTConfig.tiny())
+    weights = {k.removeprefix("vit."): v for k, v in fixtures.items() if k.startswith("vit.")}
+    weights["pos_embed"] = torch.zeros(shape)
+    width = model.config.hidden_size
+    with pytest.raises(CheckpointError) as info:
+        model.load_weights(weights)
+    assert str(info.value) == (
+        f"OryxViT weight 'pos_embed' has shape {shape}; expected [1, G*G, {width}] "
+        f"(a square grid of width-{width} vectors)"
+    )
+
+
+def test_unreadable_weights_files_say_why(tmp_path):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.pth: zero-byte file"):
+        OryxViT.from_pretrained(empty, config=OryxViTConfig.tiny())
+    pickled = tmp_path / "objects.pth"
+    torch.save({"config": OryxViTConfig.tiny()}, pickled)  # not tensors only
+    with pytest.raises(CheckpointError) as info:
+        OryxViT.from_pretrained(pickled, config=OryxViTConfig.tiny())
+    assert "not a PyTorch checkpoint of tensors only" in str(info.value)
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_the_encoder_of_a_whole_oryx_model_folder_loads(tmp_path):
+    from oryx_tiny import byte_tokenizer, tiny_model
+
+    model = tiny_model("qwen2", byte_tokenizer())
+    model.save_pretrained(tmp_path / "oryx")
+    for path in (tmp_path / "oryx", tmp_path / "oryx" / "model.safetensors"):
+        config = None if path.is_dir() else model.vision_tower.config
+        vit = OryxViT.from_pretrained(path, config=config)
+        assert vit.config == model.vision_tower.config
+        for name, tensor in model.vision_tower.state_dict().items():
+            torch.testing.assert_close(vit.state_dict()[name], tensor, atol=0, rtol=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import shlex
 import sys
 from pathlib import Path
@@ -60,6 +61,20 @@ def paper(
     console.print(f"summary: {out / 'summary.md'}")
 
 
+def check_lmms_eval_importable() -> None:
+    """lmms-eval's entry point imports: a missing package (lmms-eval itself, or one of its
+    dependencies after a ``pip install --no-deps``) is a ConfigError naming it, before a child
+    process would die with an import traceback."""
+    try:
+        importlib.import_module("lmms_eval.__main__")
+    except ModuleNotFoundError as exc:
+        what = "lmms-eval" if (exc.name or "").split(".")[0] == "lmms_eval" else repr(exc.name)
+        raise ConfigError(
+            f"lmms-eval cannot start: {what} is not installed; install the evaluation extra "
+            "with its dependencies: pip install 'oryx-mllm[eval]'"
+        ) from exc
+
+
 @eval_app.command("lmms")
 def lmms(
     tasks: str = typer.Argument(
@@ -87,6 +102,10 @@ def lmms(
     names = [t.strip() for t in tasks.split(",") if t.strip()]  # "a, b," -> a,b
     if not names:
         _fail(ConfigError(f"no lmms-eval task named in {tasks!r}; e.g. mmbench_en_dev"))
+    try:
+        check_lmms_eval_importable()
+    except ConfigError as exc:
+        _fail(exc)
     cmd = [sys.executable, "-m", "lmms_eval", "--model", "oryx", "--tasks", ",".join(names),
            "--batch_size", str(batch_size), "--output_path", str(output_path), "--log_samples"]  # fmt: skip
     if model_args:

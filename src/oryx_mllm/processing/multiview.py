@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from oryx_mllm.errors import ImageDecodeError, InvalidInputError
+from oryx_mllm.errors import ImageDecodeError, ImageTooLargeError, InvalidInputError
 from oryx_mllm.processing.image import (
     ImageLike,
     _check_pixels,
@@ -94,14 +94,30 @@ def load_instance_mask(mask: str | Path | bytes, options: ImageOptions | None = 
         im.load()
     except InvalidInputError:
         raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{source}: decompression bomb: {e}") from e
+    except Image.UnidentifiedImageError as e:
+        raise ImageDecodeError(
+            f"{source}: cannot decode instance mask: not a recognised image format"
+        ) from e
     except Exception as e:  # PIL raises many types for bad data
-        raise ImageDecodeError(f"{source}: cannot decode instance mask ({e})") from e
+        msg = str(e) or type(e).__name__
+        raise ImageDecodeError(f"{source}: cannot decode instance mask: {msg}") from e
     if im.mode not in _MASK_MODES:
         raise ImageDecodeError(
             f"{source}: an instance mask must be a single-channel image of object ids "
             f"(0 = background), got mode {im.mode}"
         )
-    return np.asarray(im, dtype=np.int32)
+    ids = np.asarray(im, dtype=np.int32)
+    _check_ids(ids, source)
+    return ids
+
+
+def _check_ids(mask: np.ndarray, source: str) -> None:
+    if mask.size and mask.min() < 0:
+        raise InvalidInputError(
+            f"{source}: instance ids must be >= 0 (0 = background), found {int(mask.min())}"
+        )
 
 
 def mask_locations(mask: np.ndarray | torch.Tensor, min_area: int = 1) -> Locations:
@@ -111,6 +127,7 @@ def mask_locations(mask: np.ndarray | torch.Tensor, min_area: int = 1) -> Locati
         raise InvalidInputError(
             f"instance mask must be an [H, W] integer array, got {m.dtype} {m.shape}"
         )
+    _check_ids(m, "instance mask")
     out: Locations = {}
     for k in np.unique(m):
         if k == 0:
@@ -303,5 +320,10 @@ def preprocess_views(
         compression=compression,
         source=f"<scene of {len(views)} views>",
         original_size=original,
-        meta={"view_indices": keep, "mark_locations": locations if marks is not None else None},
+        meta={
+            "view_indices": keep,
+            "num_views": len(views),
+            "max_views": opt.max_views,
+            "mark_locations": locations if marks is not None else None,
+        },
     )

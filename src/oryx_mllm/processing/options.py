@@ -50,6 +50,17 @@ def _check_mean_std(mean, std) -> None:
         raise ConfigError(f"std must be > 0, got {std}")
 
 
+def _check_holds(options, pixels: str, multiple: str) -> None:
+    """A view of ``pixels`` pixels holds at least one ``multiple`` x ``multiple`` square (sides
+    are floored to the multiple, never below it); the error names both fields and the numbers."""
+    p, m = getattr(options, pixels), getattr(options, multiple)
+    if m * m > p:
+        raise ConfigError(
+            f"{multiple} {m}: {m}² = {m * m} > {pixels} {p}; {pixels} must hold at least one "
+            f"{multiple}² (lower {multiple} or raise {pixels})"
+        )
+
+
 @dataclass(frozen=True)
 class ImageOptions:
     """How a still image becomes the two views (low-res + native high-res) of the model.
@@ -81,8 +92,8 @@ class ImageOptions:
         for name in ("max_pixels", "multiple", "min_side", "upscale_to", "lowres_pixels"):
             check_range(name, getattr(self, name), integer=True, above=0)
         check_range("lowres_multiple", self.lowres_multiple, integer=True, above=0)
-        if self.max_pixels < self.multiple**2 or self.lowres_pixels < self.lowres_multiple**2:
-            raise ConfigError("max_pixels / lowres_pixels must hold at least one multiple²")
+        _check_holds(self, "max_pixels", "multiple")
+        _check_holds(self, "lowres_pixels", "lowres_multiple")
         if self.max_input_pixels is not None:
             check_range("max_input_pixels", self.max_input_pixels, integer=True, above=0)
         if self.resample not in RESAMPLING:
@@ -154,8 +165,8 @@ class VideoOptions:
             check_range(name, getattr(self, name), integer=True, above=0)
         if self.min_pixels > self.max_pixels:
             raise ConfigError("min_pixels must be <= max_pixels")
-        if self.max_pixels < max(self.multiple, self.long_multiple) ** 2:
-            raise ConfigError("max_pixels must hold at least one multiple²")
+        for multiple in ("multiple", "long_multiple"):
+            _check_holds(self, "max_pixels", multiple)
         if self.long_video not in (True, False, "auto"):
             raise ConfigError(f"long_video must be True, False or 'auto', got {self.long_video!r}")
         if self.long_threshold_s is not None:

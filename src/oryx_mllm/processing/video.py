@@ -330,6 +330,8 @@ def _as_source(video: VideoLike, opt: VideoOptions) -> _Source:
             raise VideoNotFoundError(f"{path}: no such video file or directory")
         if path.is_dir():
             return _directory_source(path, opt)
+        if not path.is_file():  # a device, a FIFO, a socket: would read forever or block
+            raise VideoDecodeError(f"{path}: not a regular file")
         if path.stat().st_size == 0:
             raise VideoDecodeError(f"{path}: zero-byte file")
         return _file_source(path, str(path), opt)

@@ -151,7 +151,10 @@ def check_prompt(prepared: PreparedRequest, pipeline) -> None:
     request that cannot run fails alone, before it can join a batch."""
     try:
         batch = pipeline.processor([prepared.messages])
-        pipeline.model.check_context(int(batch["input_ids"].shape[1]))
+        ids = batch["input_ids"]
+        visual = pipeline.model.config.visual_token_id
+        n_visual = int((ids == visual).sum()) if visual is not None else 0
+        pipeline.model.check_context(int(ids.shape[1]), n_visual)
     except OryxError as exc:
         raise from_oryx_error(exc, param="messages") from exc
 

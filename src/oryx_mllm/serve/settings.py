@@ -59,5 +59,13 @@ class ServeSettings(BaseModel):
             return [value]
         return value
 
+    @field_validator("media_root", mode="after")
+    @classmethod
+    def _existing_folders(cls, roots: list[Path]) -> list[Path]:
+        for root in roots:  # a typo here would otherwise refuse every path silently, per request
+            if not Path(root).expanduser().is_dir():
+                raise ValueError(f"{root} is not an existing folder")
+        return roots
+
     def resolved_media_roots(self) -> list[Path]:
         return [Path(p).expanduser().resolve() for p in self.media_root]

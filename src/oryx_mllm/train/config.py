@@ -80,6 +80,12 @@ def _str_list(name: str, value, paths: bool = False) -> list[str]:
     return list(value)
 
 
+def mixed_precision_value(value):
+    """``mixed_precision``: YAML 1.1 reads the documented value ``no`` (unquoted, as in a recipe
+    or ``--set mixed_precision=no``) as ``False``; that means ``"no"``."""
+    return "no" if value is False else value
+
+
 def _options(name: str, from_dict, data):
     """Build a preprocessing options dataclass from its recipe block (``data.image`` ...)."""
     try:
@@ -351,6 +357,7 @@ class TrainConfig:
         self.output_dir = _path("output_dir", self.output_dir)
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise ConfigError(f"output_dir {self.output_dir} exists and is not a folder")
+        self.mixed_precision = mixed_precision_value(self.mixed_precision)
         if self.mixed_precision not in ("no", "bf16", "fp16"):
             raise ConfigError(f"mixed_precision {self.mixed_precision!r} not in no/bf16/fp16")
         for name in (
@@ -402,7 +409,8 @@ class TrainConfig:
             for key in _MERGED:
                 if key in st:
                     check_mapping(f"stages[{i}] ({name}).{key}", st[key])
-            if st.get("mixed_precision", self.mixed_precision) != self.mixed_precision:
+            mixed = mixed_precision_value(st.get("mixed_precision", self.mixed_precision))
+            if mixed != self.mixed_precision:
                 raise ConfigError(
                     f"stages[{i}] ({name}): mixed_precision {st['mixed_precision']!r} differs from "
                     f"the run's {self.mixed_precision!r}; Accelerate fixes it once per process, so "

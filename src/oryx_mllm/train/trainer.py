@@ -40,11 +40,18 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
 from oryx_mllm.checks import check_number
-from oryx_mllm.errors import CheckpointError, ConfigError
+from oryx_mllm.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    MediaNotFoundError,
+    TrainingError,
+)
 from oryx_mllm.files import fsync_path, read_json
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs
+from oryx_mllm.train.records import iter_json_records, parse_sample
 from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
 from oryx_mllm.train.stages import apply_stage, optimizer_groups, trainable_groups
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
@@ -338,6 +345,34 @@ def packed_row_loss(model, row: dict, attn_implementation: str, device, visual_t
     return lm_loss_sum(out.logits, packed_targets(row, visual_token_id).to(device))
 
 
+def connect_trainable(model):
+    """Make a forward of ``model`` whose loss (or, without labels, its logits) depends on no
+    trainable parameter add ``0 * sum(trainable parameters)`` to it, until the returned hook
+    handle is removed.
+
+    That happens for a text-only micro-batch while the language model is frozen (stage 1a: only
+    the connector trains); the backward would fail with ``element 0 of tensors does not require
+    grad``. With the term the step trains normally: the frozen parts get nothing, the trainable
+    parameters a zero gradient. It is added by a forward hook, inside the forward, so that DDP
+    (``find_unused_parameters``) sees the parameters as used and every rank takes part in the
+    same gradient all-reduce; a term added after DDP's forward would get its parameters marked
+    ready twice.
+    """
+
+    def hook(module, args, output):
+        name = "loss" if getattr(output, "loss", None) is not None else "logits"
+        value = getattr(output, name, None)
+        if not torch.is_grad_enabled() or value is None or value.requires_grad:
+            return output
+        trainable = [p for p in module.parameters() if p.requires_grad]
+        if trainable:
+            zero = sum(p.sum() for p in trainable) * 0.0
+            setattr(output, name, value + zero.to(value.dtype))
+        return output
+
+    return model.register_forward_hook(hook)
+
+
 def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     """Run the recipe. ``model``/``tokenizer`` may be passed in (tests, notebooks).
 
@@ -346,13 +381,65 @@ def train(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     ``output_dir/final`` and the returned result is the last stage's, with ``steps`` and
     ``losses`` summed/concatenated over all stages.
     """
+    check_attn_implementation(cfg.model.attn_implementation)
     if cfg.stages:
         return _train_stages(cfg, model, tokenizer)
     return _train_one(cfg, model, tokenizer)
 
 
+def check_attn_implementation(impl: str | None) -> None:
+    """Stop at the start of a run when ``model.attn_implementation`` cannot train here:
+    ``flash_attention_N`` without its flash-attn build for a CUDA GPU (transformers' own
+    ``is_flash_attn_N_available``), ``flex_attention`` without a GPU (FlexAttention has no
+    backward on CPU)."""
+    if impl is None:
+        return
+    import transformers.utils
+
+    flash = re.search(r"flash_attention_([0-9]+)", impl)
+    if flash is not None:
+        available = getattr(transformers.utils, f"is_flash_attn_{flash.group(1)}_available", None)
+        if available is not None and not available():
+            raise ConfigError(
+                f"model.attn_implementation {impl!r} needs the flash-attn package (the build for "
+                "this version) and a CUDA GPU, and this machine lacks them: install flash-attn "
+                "or use 'sdpa'"
+            )
+    if "flex_attention" in impl and not torch.cuda.is_available():
+        raise ConfigError(
+            f"model.attn_implementation {impl!r} cannot train without a CUDA GPU (FlexAttention "
+            "has no backward on CPU): use 'sdpa'"
+        )
+
+
+# Data files of a later stage up to this size are parsed before the first stage trains; larger
+# ones (parsed again when their stage starts) are only checked to exist.
+PRECHECK_MAX_BYTES = 16 * 2**20
+
+
+def check_stage_data(configs: list[TrainConfig]) -> None:
+    """Before the first stage of a multi-stage run trains: every stage's data files exist and are
+    files, and those of at most ``PRECHECK_MAX_BYTES`` hold valid records, so a mistake in a
+    later stage's data stops the run now, not after the stages before it have trained. The error
+    names the stage."""
+    for i, sub in enumerate(configs):
+        try:
+            for name in sub.data.train:
+                path = Path(name)
+                if not path.exists():
+                    raise MediaNotFoundError(f"data file not found: {path}")
+                if not path.is_file():
+                    raise DataError(f"data file {path} is not a file")
+                if path.stat().st_size <= PRECHECK_MAX_BYTES:
+                    for index, record in iter_json_records(path):
+                        parse_sample(record, index=index, source=str(path))
+        except DataError as e:
+            raise type(e)(f"stages[{i}] ({Path(sub.output_dir).name}): {e}") from e
+
+
 def _train_stages(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     configs = stage_configs(cfg)
+    check_stage_data(configs)
     steps, losses, skipped, timings = 0, [], 0, {}
     result = TrainResult(steps=0)
     for i, sub in enumerate(configs):
@@ -466,6 +553,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     progress = _Progress(cfg.progress and accelerator.is_main_process, total_steps, step)
     model.train()
     tokens_seen, t0 = 0, time.perf_counter()
+    connection = connect_trainable(model_unwrapped(model))
     try:
         while step < total_steps:
             sampler.set_epoch(epoch, consumed)
@@ -518,6 +606,12 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                         accelerator.backward(loss)
                     loss_sum += loss.detach().float()
                     n_tokens += int(mb["attention_mask"].sum())
+                # the same value on every rank: all of them stop together on a non-finite loss
+                mean_loss = accelerator.reduce(
+                    torch.as_tensor(loss_sum, device=accelerator.device), "mean"
+                ).item()
+                if not math.isfinite(mean_loss):
+                    raise TrainingError(_diverged(mean_loss, step + 1, cfg, output_dir))
                 if cfg.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
                 optimizer.step()
@@ -525,9 +619,6 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
                 consumed += step_batch * world
-                mean_loss = accelerator.reduce(
-                    torch.as_tensor(loss_sum, device=accelerator.device), "mean"
-                ).item()
                 tokens_seen += int(
                     accelerator.reduce(torch.tensor(n_tokens, device=accelerator.device), "sum")
                 )
@@ -559,6 +650,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
             if consumed >= sampler.samples_per_epoch:
                 epoch, consumed = epoch + 1, 0
     finally:
+        connection.remove()
         progress.close()
         metrics.close()
 
@@ -588,6 +680,20 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
         )
     accelerator.wait_for_everyone()
     return result
+
+
+def _diverged(loss: float, step: int, cfg: TrainConfig, output_dir: Path) -> str:
+    """The message of a run stopped by a non-finite loss at optimiser step ``step``."""
+    last = latest_checkpoint(output_dir)
+    saved = (
+        f"the last checkpoint is {last} (its step's loss was finite)"
+        if last is not None
+        else "no checkpoint was saved"
+    )
+    return (
+        f"the training loss is {loss} at step {step}: stopped before the update, without saving "
+        f"a final model; {saved}. Lower optim.lr (now {cfg.optim.lr:g}) or check the data"
+    )
 
 
 def all_ranks_skip_stats(stats: SkipStats, num_processes: int, gather=None) -> SkipStats:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from oryx_mllm.checks import check_mapping, check_range
 from oryx_mllm.data.synthetic import TEST_SEED_MIN
 from oryx_mllm.data.synthetic.dense import (
     DENSE_CLASSES,
@@ -35,9 +36,9 @@ from oryx_mllm.data.synthetic.dense import (
     dense_picture,
     dense_stream,
 )
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.errors import ConfigError, TrainingError
 from oryx_mllm.processing.image import normalize
-from oryx_mllm.train.config import load_typed_yaml
+from oryx_mllm.train.config import load_typed_yaml, mixed_precision_value
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
 
@@ -58,9 +59,19 @@ class VisionPretrainConfig:
     log_every: int = 25
 
     def __post_init__(self) -> None:
+        check_mapping("kinds", self.kinds)
         unknown = sorted(set(self.kinds) - set(DENSE_KINDS))
         if unknown:
             raise ConfigError(f"unknown dense picture kinds {unknown}; choose from {DENSE_KINDS}")
+        if not self.kinds:
+            raise ConfigError(f"kinds must give at least one of {DENSE_KINDS} a weight")
+        for kind, weight in self.kinds.items():
+            check_range(f"kinds.{kind}", weight, above=0)
+        check_range("lr", self.lr, above=0)
+        check_range("weight_decay", self.weight_decay, at_least=0)
+        check_range("warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
+        check_range("foreground_weight", self.foreground_weight, at_least=0)
+        self.mixed_precision = mixed_precision_value(self.mixed_precision)
         if self.mixed_precision not in ("bf16", "no"):
             raise ConfigError(
                 f"mixed_precision must be 'bf16' or 'no', not {self.mixed_precision!r}"
@@ -190,6 +201,11 @@ def pretrain_vision(cfg: VisionPretrainConfig) -> Path:
             images, targets = next(batches)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
                 loss, acc = dense_loss(vit, head, images, targets, cfg.foreground_weight)
+            if not torch.isfinite(loss):
+                raise TrainingError(
+                    f"the loss is {loss.item()} at step {step}; stopped without saving the "
+                    f"encoder (lower lr, now {cfg.lr:g})"
+                )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

@@ -14,6 +14,7 @@ Parameter names equal the released ``oryx_vit.pth``.
 from __future__ import annotations
 
 import math
+import pickle
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -304,6 +305,12 @@ class OryxViT(nn.Module):
         state_dict = dict(state_dict)
         pe = state_dict.get("pos_embed")
         if pe is not None and pe.shape != self.pos_embed.shape:
+            width = self.config.hidden_size
+            if pe.dim() not in (2, 3) or pe.shape[-1] != width or pe[..., 0].numel() == 0:
+                raise CheckpointError(
+                    f"OryxViT weight 'pos_embed' has shape {tuple(pe.shape)}; expected "
+                    f"[1, G*G, {width}] (a square grid of width-{width} vectors)"
+                )
             state_dict["pos_embed"] = resample_position_table(pe, self.config.position_grid)
         own = self.state_dict()
         missing = sorted(set(own) - set(state_dict))
@@ -342,10 +349,9 @@ class OryxViT(nn.Module):
         path = Path(path)
         if path.is_dir():
             if config is None and (path / "config.json").exists():
-                config = OryxViTConfig.load(path / "config.json")
+                config = _folder_vision_config(path)
             path = path / "model.safetensors"
-        state_dict = load_state_dict_file(path)
-        state_dict = {k.removeprefix("vision_tower."): v for k, v in state_dict.items()}
+        state_dict = _encoder_weights(load_state_dict_file(path))
         config = config or OryxViTConfig.released()
         model = cls(config)
         unexpected = model.load_weights(state_dict)
@@ -372,6 +378,32 @@ class OryxViT(nn.Module):
         )
 
 
+def _folder_vision_config(folder: Path) -> OryxViTConfig:
+    """The encoder config of a saved OryxViT folder, or of a whole Oryx model folder (its
+    config.json is the model's, with the encoder's shape inside)."""
+    from oryx_mllm.files import read_json
+
+    data = read_json(folder / "config.json")
+    if isinstance(data, dict) and ("oryx" in data or "mm_vision_tower" in data):
+        from oryx_mllm.config import OryxConfig
+
+        return OryxConfig.load(folder).vision_config
+    return OryxViTConfig.load(folder / "config.json")
+
+
+def _encoder_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder's own weights: keys as saved by :meth:`OryxViT.save_pretrained`, or under
+    one prefix (``vision_tower.`` in the released oryx_vit.pth, ``model.vision_tower.
+    vision_tower.`` in a whole Oryx model's safetensors), which is removed."""
+    if "pos_embed" in state_dict:
+        return state_dict
+    prefixes = {k.removesuffix("pos_embed") for k in state_dict if k.endswith(".pos_embed")}
+    if len(prefixes) != 1:
+        return state_dict  # load_weights names what is missing
+    prefix = prefixes.pop()
+    return {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
 def resample_position_table(table: torch.Tensor, grid: int | tuple[int, int]) -> torch.Tensor:
     """Resample a square ``[1, G*G, C]`` (or ``[G*G, C]``) table to ``grid`` (bilinear)."""
     h, w = (grid, grid) if isinstance(grid, int) else grid
@@ -389,14 +421,24 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"cannot read weights file {path}: zero-byte file")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             return load_file(str(path))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own message goes on to suggest weights_only=False: never for a file we were
+        # merely asked to read tensors from
+        raise CheckpointError(
+            f"cannot read weights file {path}: not a PyTorch checkpoint of tensors only "
+            "(torch.load(weights_only=True) refused it; it is corrupt or holds other objects)"
+        ) from exc
     except Exception as exc:  # corrupt/truncated files raise many different types
-        raise CheckpointError(f"cannot read weights file {path}: {exc}") from exc
+        reason = str(exc) or type(exc).__name__
+        raise CheckpointError(f"cannot read weights file {path}: {reason}") from exc
     for key in ("state_dict", "model"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
