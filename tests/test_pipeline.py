@@ -95,6 +95,13 @@ def test_sampling_with_seed_is_reproducible(pipe):
     assert a.text == b.text
 
 
+def test_a_vanishing_temperature_decodes_greedily(pipe):
+    greedy = pipe.ask("Hi", image=picture(), temperature=0.0, max_new_tokens=8)
+    for t in (1e-300, 1e-39):  # would overflow the logits to inf and NaN probabilities
+        tiny = pipe.ask("Hi", image=picture(), temperature=t, seed=3, max_new_tokens=8)
+        assert tiny.text == greedy.text
+
+
 def test_bad_requests_raise_typed_errors(pipe):
     with pytest.raises(InvalidInputError, match="non-empty"):
         pipe.ask("  ", image=picture())

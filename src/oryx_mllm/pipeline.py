@@ -34,6 +34,9 @@ from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 
 DEFAULT_MODEL_NAME = "oryx-tiny"
+# Below this, sampling is decoded greedily (its limit as the temperature goes to 0): logits
+# divided by 1e-39 overflow to inf and torch.multinomial fails on the NaN probabilities.
+MIN_SAMPLING_TEMPERATURE = 1e-5
 
 
 def default_model_path() -> Path:
@@ -241,7 +244,8 @@ class OryxPipeline:
         streamer=None,
         visual_inputs: Sequence[Sequence[VisualInput]] | None = None,
     ) -> list[Answer]:
-        """Answer several conversations in one batch (greedy when ``temperature == 0``)."""
+        """Answer several conversations in one batch (greedy when ``temperature`` is 0, or below
+        ``MIN_SAMPLING_TEMPERATURE``)."""
         check_number("max_new_tokens", max_new_tokens, integer=True, error=InvalidInputError)
         check_number("temperature", temperature, error=InvalidInputError)
         check_number("top_p", top_p, error=InvalidInputError)
@@ -271,7 +275,7 @@ class OryxPipeline:
             "eos_token_id": eos,
             "pad_token_id": tok.pad_token_id,
         }
-        if temperature > 0:
+        if temperature >= MIN_SAMPLING_TEMPERATURE:
             gen.update(do_sample=True, temperature=temperature, top_p=top_p)
             if seed is not None:
                 torch.manual_seed(seed)

@@ -29,3 +29,13 @@ def test_other_ratios_are_refused_in_the_request(where, ratio):
     body = _request(ratio) if where == "part" else _request(request_ratio=ratio)
     with pytest.raises(ValidationError, match="compression must be one of 1, 2, 4, 8, 16"):
         ChatCompletionRequest.model_validate(body)
+
+
+@pytest.mark.parametrize("field", ["temperature", "top_p", "fps"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_nan_and_infinity_are_named_as_such(field, value):
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], field: value}
+    with pytest.raises(ValidationError) as info:
+        ChatCompletionRequest.model_validate(body)
+    (error,) = info.value.errors()
+    assert error["loc"] == (field,) and error["msg"] == "Input should be a finite number"

@@ -291,3 +291,22 @@ def test_a_visual_token_budget_fetches_each_media_url_once(pipe):
     budget = prepare_messages(req, pipe.processor, resolver, 4)
     assert budget.visual_tokens <= 10
     assert resolver.fetched == [url]
+
+
+@pytest.mark.parametrize(
+    "url,status,message",
+    [
+        ("{root}/pix.png\x00x", 400, "media path contains a NUL byte"),
+        ("file://{root}/pix.png%00x", 400, "media path contains a NUL byte"),
+        ("{root}", 400, "media path is not a file: {root}"),
+        ("{root}/missing.png", 400, "media file not found: {root}/missing.png"),
+    ],
+)
+def test_bad_local_media_paths_are_client_errors(tmp_path, url, status, message):
+    from oryx_mllm.serve.errors import APIError
+
+    resolver = MediaResolver(ServeSettings(media_root=tmp_path))
+    with pytest.raises(APIError) as info:
+        resolver.fetch(url.format(root=tmp_path), "messages[0].content[0]")
+    assert info.value.status == status and info.value.param == "messages[0].content[0]"
+    assert str(info.value) == message.format(root=tmp_path)

@@ -83,12 +83,17 @@ class MediaResolver:
         if not self.roots:
             raise APIError(403, "local media paths are disabled (no media root configured)",
                            type="permission_error", param=param, code="media_path_forbidden")  # fmt: skip
+        if "\0" in str(path):  # no file system takes one; Path.resolve() raises ValueError
+            raise APIError(400, "media path contains a NUL byte", param=param, code="invalid_url")
         candidates = [path] if path.is_absolute() else [root / path for root in self.roots]
         for candidate in candidates:
             resolved = candidate.expanduser().resolve()
             if any(resolved.is_relative_to(root) for root in self.roots):
                 if not resolved.is_file():
-                    raise APIError(400, f"media file not found: {path}", param=param,
+                    problem = (
+                        "media path is not a file" if resolved.exists() else "media file not found"
+                    )
+                    raise APIError(400, f"{problem}: {path}", param=param,
                                    code="media_not_found")  # fmt: skip
                 size = resolved.stat().st_size
                 if size > self.settings.max_media_bytes:

@@ -138,8 +138,8 @@ class ChatCompletionRequest(_Model):
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     # OpenAI clients may send an explicit null for any optional field: null = the default
-    temperature: float | None = Field(1.0, ge=0.0, le=2.0)
-    top_p: float | None = Field(1.0, gt=0.0, le=1.0)
+    temperature: float | None = Field(1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float | None = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
     stop: Text | list[Text] | None = None
     seed: int | None = Field(None, ge=-(2**63), lt=2**64, description="torch's seed range")
     n: int | None = Field(1, ge=1, le=1, description="only n=1 is supported")
@@ -148,7 +148,7 @@ class ChatCompletionRequest(_Model):
     # Oryx extensions
     compression: Ratio | None = None
     max_visual_tokens: int | None = Field(None, ge=1)
-    fps: float | None = Field(None, gt=0.0, le=60.0)
+    fps: float | None = Field(None, gt=0.0, le=60.0, allow_inf_nan=False)
     max_frames: int | None = Field(None, ge=1, le=1024)
 
     @field_validator("temperature", "top_p", "n", "stream", mode="after")
