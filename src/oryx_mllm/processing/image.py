@@ -262,16 +262,23 @@ def load_image(image: ImageLike, options: ImageOptions | None = None) -> Image.I
             rgb.load()
     except OryxError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"{source}: decompression bomb: {e}") from e
-    except Image.UnidentifiedImageError as e:
-        raise ImageDecodeError(f"{source}: not a recognised image format") from e
     except Exception as e:  # decoders raise OSError, SyntaxError, struct.error, ...
-        msg = str(e) or type(e).__name__
-        if "truncated" in msg:
-            msg = f"truncated file ({msg})"
-        raise ImageDecodeError(f"{source}: cannot decode image: {msg}") from e
+        raise decode_error(e, source) from e
     return rgb
+
+
+def decode_error(exc: Exception, source: str, what: str | None = None) -> ImageDecodeError:
+    """The typed error for PIL failing to decode ``source`` (``what``: the kind of picture
+    named in the message, e.g. "instance mask"; an image by default)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageTooLargeError(f"{source}: decompression bomb: {exc}")
+    prefix = f"{source}: cannot decode {what}: " if what else f"{source}: "
+    if isinstance(exc, Image.UnidentifiedImageError):
+        return ImageDecodeError(prefix + "not a recognised image format")
+    msg = str(exc) or type(exc).__name__
+    if "truncated" in msg:
+        msg = f"truncated file ({msg})"
+    return ImageDecodeError(prefix + (msg if what else f"cannot decode image: {msg}"))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -30,12 +30,13 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from oryx_mllm.errors import ImageDecodeError, ImageTooLargeError, InvalidInputError
+from oryx_mllm.errors import ImageDecodeError, InvalidInputError
 from oryx_mllm.processing.image import (
     ImageLike,
     _check_pixels,
     _describe,
     _open_file,
+    decode_error,
     load_image,
     normalize,
     resize,
@@ -94,15 +95,8 @@ def load_instance_mask(mask: str | Path | bytes, options: ImageOptions | None = 
         im.load()
     except InvalidInputError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageTooLargeError(f"{source}: decompression bomb: {e}") from e
-    except Image.UnidentifiedImageError as e:
-        raise ImageDecodeError(
-            f"{source}: cannot decode instance mask: not a recognised image format"
-        ) from e
     except Exception as e:  # PIL raises many types for bad data
-        msg = str(e) or type(e).__name__
-        raise ImageDecodeError(f"{source}: cannot decode instance mask: {msg}") from e
+        raise decode_error(e, source, "instance mask") from e
     if im.mode not in _MASK_MODES:
         raise ImageDecodeError(
             f"{source}: an instance mask must be a single-channel image of object ids "
