@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from oryx_mllm.errors import ConfigError, InvalidInputError, OryxError
+from oryx_mllm.errors import ConfigError, InvalidInputError, OryxError, error_message
 
 app = typer.Typer(
     help="Oryx multimodal LLM: native-resolution images, videos and 3D scenes on demand.",
@@ -47,8 +47,6 @@ def _fail(exc: Exception) -> None:
     """Print ``error: <message>`` (an error from a DataLoader worker: its original message, not
     the worker's traceback) and exit with code 2."""
     from rich.markup import escape
-
-    from oryx_mllm.errors import error_message
 
     err_console.print(f"[bold red]error:[/] {escape(error_message(exc))}")
     raise typer.Exit(code=2)
@@ -215,7 +213,8 @@ def ask(
         answer = _ask_with_progress(pipe, question, kwargs, max_new_tokens)
     except OryxError as exc:
         if as_json:  # a script reading stdout gets an object it can parse, not an empty line
-            print(json.dumps({"error": {"type": type(exc).__name__, "message": str(exc)}}))
+            message = error_message(exc)
+            print(json.dumps({"error": {"type": type(exc).__name__, "message": message}}))
             raise typer.Exit(code=2) from None
         _fail(exc)
     console.print(answer.text)

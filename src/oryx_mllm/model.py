@@ -128,16 +128,20 @@ class OryxForConditionalGeneration(nn.Module):
             f"{max_len}; {advice}"
         )
 
+    def visual_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Where ``input_ids`` hold visual-token placeholders (bool, same shape)."""
+        vid = self.config.visual_token_id
+        if vid is None:
+            return torch.zeros_like(input_ids, dtype=torch.bool)
+        return input_ids == vid
+
     def embed(
         self, input_ids: torch.Tensor, visual_inputs: Sequence[VisualInput] | None = None
     ) -> torch.Tensor:
         """Token ids ``[B, L]`` (+ visual inputs in placeholder order) -> ``inputs_embeds [B, L, D]``."""
         if input_ids.dim() == 1:
             input_ids = input_ids[None]
-        vid = self.config.visual_token_id
-        is_visual = (
-            input_ids == vid if vid is not None else torch.zeros_like(input_ids, dtype=torch.bool)
-        )
+        is_visual = self.visual_mask(input_ids)
         self.check_context(input_ids.shape[1], int(is_visual.sum(1).max()))
         table = self.language_model.get_input_embeddings()
         vocab = table.weight.shape[0]

@@ -157,9 +157,7 @@ def check_prompt(prepared: PreparedRequest, pipeline) -> None:
     try:
         batch = pipeline.processor([prepared.messages])
         ids = batch["input_ids"]
-        visual = pipeline.model.config.visual_token_id
-        n_visual = int((ids == visual).sum()) if visual is not None else 0
-        pipeline.model.check_context(int(ids.shape[1]), n_visual)
+        pipeline.model.check_context(int(ids.shape[1]), int(pipeline.model.visual_mask(ids).sum()))
     except OryxError as exc:
         raise from_oryx_error(exc, param="messages") from exc
 
