@@ -235,3 +235,17 @@ def test_a_truncated_file_is_sampled_as_far_as_it_decodes_and_says_so(make_video
     assert _info(whole, 16).warnings == []
     (warning,) = _info(part, 16).warnings
     assert "before its stated duration of 20 s (truncated or damaged file)" in warning
+
+
+def test_a_cut_off_mp4_says_truncated_or_corrupt_not_decoder_not_found(make_video):
+    data = make_video("clip.mp4", num_frames=8, fps=2).read_bytes()
+    # cut in half, and cut right before the sample description (the codec): PyAV then opens a
+    # video stream without a decoder and fails with "Decoder not found"
+    for cut in (data[: len(data) // 2], data[: data.index(b"stsd") - 4]):
+        with pytest.raises(VideoDecodeError, match="truncated or corrupt") as info:
+            preprocess_video(cut)
+        assert "Decoder not found" not in str(info.value)
+    assert str(info.value) == (
+        f"<{len(cut)} bytes>: cannot decode video: the video stream names no codec that can be "
+        "decoded (the file is truncated or corrupt, or its codec is unsupported)"
+    )

@@ -329,3 +329,65 @@ def test_a_media_root_that_is_not_a_folder_is_refused(tmp_path):
         with pytest.raises(ValidationError, match=f"{root} is not an existing folder"):
             ServeSettings(media_root=[tmp_path, root])
     assert ServeSettings(media_root=tmp_path).media_root == [tmp_path]
+
+
+def _post(server, messages: list) -> httpx.Response:
+    body = {"model": MODEL, "messages": messages, "max_tokens": 2}
+    return httpx.post(server.url + "/v1/chat/completions", json=body, timeout=60)
+
+
+def test_a_user_message_without_content_is_a_400_naming_it(server):
+    for content in (None, "", [], [text("")]):
+        r = _post(server, [{"role": "system", "content": "Be brief."},
+                           {"role": "user", "content": content}])  # fmt: skip
+        assert r.status_code == 400, content
+        assert r.json()["error"] == {
+            "message": "messages[1]: empty content (a user message needs text or media)",
+            "type": "invalid_request_error", "param": "messages[1].content",
+            "code": "invalid_value",
+        }  # fmt: skip
+    # other roles may be empty, as with OpenAI
+    ok = _post(server, [{"role": "system", "content": ""}, {"role": "user", "content": "hi"},
+                        {"role": "assistant", "content": None}, {"role": "user", "content": "?"}])  # fmt: skip
+    assert ok.status_code == 200
+
+
+def test_a_data_url_of_the_other_modality_is_a_400_naming_the_part(server):
+    from oryx_mllm.serve.media import check_media_type
+
+    video_in_image = image_part(data_url(mp4_bytes(), "video/mp4"))
+    image_in_video = {"type": "video_url", "video_url": {"url": data_url(png_bytes())}}
+    for part, kind, holds, declared in [
+        (video_in_image, "image_url", "video", "video/mp4"),
+        (image_in_video, "video_url", "image", "image/png"),
+    ]:
+        r = _post(server, [{"role": "user", "content": [text("?"), part]}])
+        assert r.status_code == 400
+        err = r.json()["error"]
+        param = f"messages[0].content[1].{kind}.url"
+        assert (err["param"], err["code"]) == (param, "media_type_mismatch")
+        assert err["message"].startswith(
+            f"{param}: the {kind} part holds {holds} data (data:{declared}), not "
+        )
+    # an animated GIF is a video; paths and URLs declare no type
+    check_media_type(data_url(b"GIF89a", "image/gif"), "video", "p", "video_url part")
+    check_media_type("/media/clip.mp4", "image", "p", "image_url part")
+
+
+def test_a_bad_view_of_a_multiview_part_is_named_by_its_index(server):
+    views = [data_url(png_bytes(seed=0)), data_url(png_bytes(seed=1)), data_url(b"not an image")]
+    r = _post(server, [{"role": "user", "content": [{"type": "multiview", "views": views}]}])
+    assert r.status_code == 422
+    assert r.json()["error"] == {
+        "message": "view 2: <12 bytes>: not a recognised image format",
+        "type": "invalid_request_error", "param": "messages[0].content[0].views[2]",
+        "code": "invalid_image",
+    }  # fmt: skip
+
+
+def test_a_wrong_method_is_a_405_with_allow(server):
+    r = httpx.get(server.url + "/v1/chat/completions")
+    assert (r.status_code, r.headers["allow"]) == (405, "POST")
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    r = httpx.post(server.url + "/v1/models")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET")

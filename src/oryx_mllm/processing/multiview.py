@@ -297,7 +297,12 @@ def preprocess_views(
     hw: tuple[int, int] | None = None
     original: tuple[int, int] | None = None
     for i in keep:
-        im = load_image(views[i], img_opt)
+        try:
+            im = load_image(views[i], img_opt)
+        except ImageDecodeError as e:  # name the view; the error keeps its index for callers
+            err = ImageDecodeError(f"view {i}: {e}")
+            err.view = i
+            raise err from e
         if marks is not None:
             locs = _view_locations(i, im, marks[i], _is_mask(marks[i]), opt.min_mask_area)
             im = draw_marks(im, locs, opt.marks)

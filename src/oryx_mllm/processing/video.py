@@ -183,6 +183,9 @@ def _directory_source(path: Path, opt: VideoOptions) -> _Source:
     return _list_source(files, str(path), opt)
 
 
+_DAMAGED = "truncated or corrupt"
+
+
 def _pyav():
     """PyAV, imported when a video file is first opened: frame lists, arrays and directories of
     images do not need it (and neither does ``import oryx_mllm``)."""
@@ -197,6 +200,10 @@ def _open_container(data: Path | bytes, name: str) -> av.container.InputContaine
     av = _pyav()
     try:
         return av.open(io.BytesIO(data) if isinstance(data, bytes) else str(data), mode="r")
+    except (EOFError, av.error.InvalidDataError) as e:  # what a cut-off container gives
+        raise VideoDecodeError(
+            f"{name}: cannot open video: {e} (not a video, or the file is {_DAMAGED})"
+        ) from e
     except Exception as e:
         raise VideoDecodeError(f"{name}: cannot open video: {e or type(e).__name__}") from e
 
@@ -220,8 +227,17 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
         with _open_container(data, name) as c:
             if not c.streams.video:
                 kinds = sorted({s.type for s in c.streams}) or ["none"]
-                raise VideoDecodeError(f"{name}: no video stream (streams: {', '.join(kinds)})")
+                # a container cut inside its header lists no streams, or codec-less "data" ones
+                hint = f"; the file may be {_DAMAGED}" if kinds in (["none"], ["data"]) else ""
+                raise VideoDecodeError(
+                    f"{name}: no video stream (streams: {', '.join(kinds)}{hint})"
+                )
             s = c.streams.video[0]
+            if s.codec_context is None:  # PyAV's "Decoder not found" once decoding starts
+                raise VideoDecodeError(
+                    f"{name}: cannot decode video: the video stream names no codec that can be "
+                    f"decoded (the file is {_DAMAGED}, or its codec is unsupported)"
+                )
             rate = s.average_rate or s.guessed_rate or s.base_rate
             dt = float(1 / rate) if rate else 0.0
             tb = s.time_base

@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -45,9 +45,12 @@ class ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
 
 
-def _error_response(err: APIError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if err.status == 429 else None
-    return JSONResponse(err.body(), status_code=err.status, headers=headers)
+def _error_response(err: APIError, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """``err`` as JSON; ``headers`` (e.g. the ``Allow`` of a 405) are sent along."""
+    out = dict(headers or {})
+    if err.status == 429:
+        out["Retry-After"] = "1"
+    return JSONResponse(err.body(), status_code=err.status, headers=out or None)
 
 
 def _param(loc: tuple) -> str | None:
@@ -187,7 +190,8 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
-        return _error_response(APIError(exc.status_code, str(exc.detail), type=kind))
+        # Starlette's 405 carries the route's methods as an ``Allow`` header (RFC 9110 15.5.6)
+        return _error_response(APIError(exc.status_code, str(exc.detail), type=kind), exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -1,9 +1,10 @@
 """Media URLs -> bytes or allow-listed paths -> preprocessed :class:`VisualInput`.
 
-Accepted URLs: ``data:<mime>;base64,<payload>``; a local path or ``file://`` URL, only when it
-resolves (symlinks followed) inside one of ``ServeSettings.media_root``; ``http(s)://`` only with
-``allow_remote_media``. Everything runs in a worker thread (see :mod:`.app`), never on the event
-loop, and raises :class:`~oryx_mllm.serve.errors.APIError` with the offending ``param``.
+Accepted URLs: ``data:<mime>;base64,<payload>`` (an image ``<mime>`` in a video part, or the
+reverse, is refused); a local path or ``file://`` URL, only when it resolves (symlinks followed)
+inside one of ``ServeSettings.media_root``; ``http(s)://`` only with ``allow_remote_media``.
+Everything runs in a worker thread (see :mod:`.app`), never on the event loop, and raises
+:class:`~oryx_mllm.serve.errors.APIError` with the offending ``param``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from oryx_mllm.compression_policy import fit_to_budget
-from oryx_mllm.errors import OryxError
+from oryx_mllm.errors import ImageDecodeError, OryxError
 from oryx_mllm.processing.options import VideoOptions
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
@@ -32,6 +33,8 @@ from oryx_mllm.serve.schemas import (
 from oryx_mllm.serve.settings import ServeSettings
 
 MediaData = bytes | Path
+# the declared mime types of data URLs a part accepts besides its own kind: a GIF is an animation
+OTHER_MIME = {"image": (), "video": ("image/gif",)}
 
 
 class MediaResolver:
@@ -141,6 +144,33 @@ class PreparedRequest:
     visual_tokens: int
 
 
+def check_media_type(url: str, kind: str, param: str, part: str) -> None:
+    """A data URL's declared mime type must be of the ``part``'s ``kind`` (``image`` or
+    ``video``): no ``video/*`` data in an image, no ``image/*`` (but GIF) in a video. Paths and
+    URLs declare no type and are not checked."""
+    if not url.startswith("data:"):
+        return
+    mime = url[5:].partition(",")[0].split(";")[0].strip().lower()
+    major = mime.partition("/")[0]
+    if major in ("image", "video") and major != kind and mime not in OTHER_MIME[kind]:
+        raise APIError(400, f"{param}: the {part} holds {major} data (data:{mime}), not {kind} "
+                       "data; send images as image_url parts and videos as video_url parts",
+                       param=param, code="media_type_mismatch")  # fmt: skip
+
+
+def check_user_content(request: ChatCompletionRequest) -> None:
+    """Every user message needs text or media: ``null``, ``""``, ``[]`` (or only empty text
+    parts) is a 400 naming the message. Other roles may be empty, as with OpenAI."""
+    for i, msg in enumerate(request.messages):
+        content = msg.content
+        parts = content if isinstance(content, list) else [content]
+        if msg.role == "user" and all(
+            not p or (isinstance(p, TextPart) and not p.text) for p in parts
+        ):
+            raise APIError(400, f"messages[{i}]: empty content (a user message needs text or "
+                           "media)", param=f"messages[{i}].content", code="invalid_value")  # fmt: skip
+
+
 def has_media(request: ChatCompletionRequest) -> bool:
     """Whether any message has an image, video or multi-view part (anything to fetch/decode)."""
     return any(
@@ -169,6 +199,7 @@ def prepare_messages(
     max_media_items: int,
 ) -> PreparedRequest:
     """Fetch and decode every media part of ``request`` (blocking: run it in a thread)."""
+    check_user_content(request)
     video_opts = processor.video_options or VideoOptions()
     changes: dict = {}
     if request.fps is not None:
@@ -256,13 +287,22 @@ def _decode(
     """Decode ``part`` at ratio ``r``; its URLs are fetched through the request's memo
     ``fetched`` (decoding again at another ratio does not download or base64-decode again)."""
     if isinstance(part, ImagePart):
-        data = _fetch(resolver, part.image_url.url, f"{param}.image_url.url", fetched)
+        url, url_param = part.image_url.url, f"{param}.image_url.url"
+        check_media_type(url, "image", url_param, "image_url part")
+        data = _fetch(resolver, url, url_param, fetched)
         return processor.preprocess({"type": "image", "image": data, "compression": r})
     if isinstance(part, VideoPart):
         from oryx_mllm.processing.video import preprocess_video
 
-        data = _fetch(resolver, part.video_url.url, f"{param}.video_url.url", fetched)
+        url, url_param = part.video_url.url, f"{param}.video_url.url"
+        check_media_type(url, "video", url_param, "video_url part")
+        data = _fetch(resolver, url, url_param, fetched)
         return preprocess_video(data, video_opts, compression=r)
+    for k, v in enumerate(part.views):
+        check_media_type(v.url, "image", f"{param}.views[{k}]", "multiview view")
+    for k, m in enumerate(part.marks or ()):
+        if isinstance(m, MediaURL):
+            check_media_type(m.url, "image", f"{param}.marks[{k}]", "multiview mask")
     views = [
         _fetch(resolver, v.url, f"{param}.views[{k}]", fetched) for k, v in enumerate(part.views)
     ]
@@ -272,9 +312,15 @@ def _decode(
             _fetch_marks(resolver, m, f"{param}.marks[{k}]", fetched)
             for k, m in enumerate(part.marks)
         ]
-    return processor.preprocess(
-        {"type": "multiview", "views": views, "marks": marks, "compression": r}
-    )
+    try:
+        return processor.preprocess(
+            {"type": "multiview", "views": views, "marks": marks, "compression": r}
+        )
+    except ImageDecodeError as exc:
+        k = getattr(exc, "view", None)  # preprocess_views names the view that failed
+        if k is None:
+            raise
+        raise from_oryx_error(exc, param=f"{param}.views[{k}]") from exc
 
 
 def _fetch(resolver: MediaResolver, url: str, param: str, fetched: dict[str, MediaData]):
