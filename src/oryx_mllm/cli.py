@@ -337,9 +337,15 @@ def close_process_group() -> None:
     accelerate launch. Left to interpreter exit, gloo's threads were once destroyed while still
     joinable and a rank that had saved everything died with SIGABRT ("terminate called without an
     active exception"), failing the whole launch."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        # DistributedDataParallel sits in reference cycles that hold the group: collect them now,
+        # while the interpreter is whole, so the group is really destroyed here and not during
+        # interpreter shutdown
+        gc.collect()
         dist.destroy_process_group()
 
 

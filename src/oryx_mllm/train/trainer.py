@@ -679,6 +679,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
             + "\n"
         )
     accelerator.wait_for_everyone()
+    accelerator.free_memory()  # drop the prepared model/optimizer/loaders (see close_process_group)
     return result
 
 
