@@ -37,29 +37,65 @@ def scene_text(objects: list[dict], side: int, cell: int) -> str:
     return "scene:" + "".join(rows) + "\n"
 
 
-def encode(tok, sample, cell: int) -> tuple[list[int], list[int]]:
-    """Token ids and labels (-100 except on answers and their newline)."""
+def merged_scene(tok, objects: list[dict], side: int, cell: int) -> tuple[list[int], list[int]]:
+    """The grid as :func:`scene_text`, but every object ONE position: its colour word's id in the
+    first list and its shape word's id in the second (-1 elsewhere); the model's input there is
+    the sum of the two word embeddings, as a visual token tied to both words would be."""
+    per_row = side // cell
+    grid: dict[int, dict] = {
+        int(o["y"] // cell) * per_row + int(o["x"] // cell): o for o in objects
+    }
+    ids, extra = tok.encode("scene:"), []
+    extra = [-1] * len(ids)
+    one = lambda w: tok.encode(w)[0]  # noqa: E731  (every colour/shape word is one token)
+    dot, bar = tok.encode(" ."), tok.encode(" |")  # two tokens each, as in the text scene
+    for c in range(per_row * per_row):
+        o = grid.get(c)
+        ids += [one(f" {o['color']}")] if o else dot
+        extra += [one(f" {o['shape']}")] if o else [-1] * len(dot)
+        if c % per_row == per_row - 1:
+            ids += bar
+            extra += [-1] * len(bar)
+    nl = tok.encode("\n")
+    return ids + nl, extra + [-1] * len(nl)
+
+
+def encode(tok, sample, cell: int, merge: bool = False) -> tuple[list[int], list[int], list[int]]:
+    """Token ids, labels (-100 except on answers and their newline) and the merged shape ids
+    (``merge``: :func:`merged_scene`; else all -1)."""
     turns = [(sample.question, sample.answer), *sample.turns]
-    ids = tok.encode(scene_text(sample.meta["objects"], sample.meta["size"][0], cell))
+    if merge:
+        ids, extra = merged_scene(tok, sample.meta["objects"], sample.meta["size"][0], cell)
+    else:
+        ids = tok.encode(scene_text(sample.meta["objects"], sample.meta["size"][0], cell))
+        extra = [-1] * len(ids)
     labels = [-100] * len(ids)
     for q, a in turns:
         q_ids = tok.encode(f"Q: {q.removeprefix('<image>').strip()}\nA:")
         a_ids = tok.encode(f" {a}\n")
         ids += q_ids + a_ids
         labels += [-100] * len(q_ids) + a_ids
-    return ids, labels
+    return ids, labels, extra + [-1] * (len(ids) - len(extra))
 
 
-def collate(rows: list[tuple[list[int], list[int]]], pad: int):
-    n = max(len(i) for i, _ in rows)
+def collate(rows: list[tuple[list[int], list[int], list[int]]], pad: int):
+    n = max(len(i) for i, _, _ in rows)
     ids = torch.full((len(rows), n), pad)
     labels = torch.full((len(rows), n), -100)
+    extra = torch.full((len(rows), n), -1)
     mask = torch.zeros((len(rows), n), dtype=torch.long)
-    for k, (i, lab) in enumerate(rows):
+    for k, (i, lab, ex) in enumerate(rows):
         ids[k, : len(i)] = torch.tensor(i)
         labels[k, : len(lab)] = torch.tensor(lab)
+        extra[k, : len(ex)] = torch.tensor(ex)
         mask[k, : len(i)] = 1
-    return ids, labels, mask
+    return ids, labels, mask, extra
+
+
+def inputs(model, ids: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+    """Input embeddings: each id's word embedding, plus the merged shape word's where given."""
+    table = model.get_input_embeddings()
+    return table(ids) + table(extra.clamp(min=0)) * (extra >= 0)[..., None]
 
 
 def main() -> None:
@@ -75,6 +111,11 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-per-task", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--merge-cells",
+        action="store_true",
+        help="every object one position holding the sum of its colour and shape word embeddings",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
     tok = build_tokenizer()
@@ -106,7 +147,7 @@ def main() -> None:
     )
     tasks = list_tasks("objects")
     held = [
-        (t, encode(tok, generate(t, TEST_SEED_MIN, i, **kw), a.cell))
+        (t, encode(tok, generate(t, TEST_SEED_MIN, i, **kw), a.cell, a.merge_cells))
         for i in range(a.eval_per_task)
         for t in tasks
     ]
@@ -117,8 +158,9 @@ def main() -> None:
         hits: dict[str, list[bool]] = {}
         for k in range(0, len(held), 64):
             chunk = held[k : k + 64]
-            ids, labels, mask = collate([r for _, r in chunk], tok.pad_token_id)
-            pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
+            ids, labels, mask, extra = collate([r for _, r in chunk], tok.pad_token_id)
+            embeds = inputs(model, ids, extra)
+            pred = model(inputs_embeds=embeds, attention_mask=mask).logits[:, :-1].argmax(-1)
             ok = ((pred == labels[:, 1:]) | (labels[:, 1:] == -100)).all(-1)
             for (t, _), o in zip(chunk, ok.tolist(), strict=True):
                 hits.setdefault(t, []).append(o)
@@ -129,11 +171,13 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         rows = []
         for _ in range(a.batch_size):
-            rows.append(encode(tok, generate("objects/qa_session", a.seed, index, **kw), a.cell))
+            sample = generate("objects/qa_session", a.seed, index, **kw)
+            rows.append(encode(tok, sample, a.cell, a.merge_cells))
             index += 1
-        ids, labels, mask = collate(rows, tok.pad_token_id)
+        ids, labels, mask, extra = collate(rows, tok.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            embeds = inputs(model, ids, extra)
+            loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
         loss = train_step(model, opt, sched, loss)
         ema = loss if ema is None else 0.95 * ema + 0.05 * loss
         if step % 50 == 0:

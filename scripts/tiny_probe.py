@@ -18,6 +18,7 @@ import json
 import math
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
@@ -137,6 +138,75 @@ def question_first(item: dict) -> dict:
     return item
 
 
+ALIGN_POINTS = (np.arange(4) + 0.5) / 4  # 4 x 4 sample points per cell, as fractions
+
+
+def cell_targets(objects: list[dict], grid: tuple[int, int], min_share: float = 0.2) -> list[int]:
+    """Which object fills each cell of an ``h x w`` token grid over the picture (row-major): the
+    index into ``objects`` of the one covering most of the cell's 16 sample points (at least
+    ``min_share`` of them), else -1. Objects are discs ``x, y, r`` in fractions of the side."""
+    h, w = grid
+    out = []
+    for i in range(h):
+        for j in range(w):
+            ys, xs = np.meshgrid((i + ALIGN_POINTS) / h, (j + ALIGN_POINTS) / w, indexing="ij")
+            best, best_n = -1, min_share * ys.size - 1e-9
+            for k, o in enumerate(objects):
+                n = int((((xs - o["x"]) ** 2 + (ys - o["y"]) ** 2) < (0.9 * o["r"]) ** 2).sum())
+                if n > best_n:
+                    best, best_n = k, n
+            out.append(best)
+    return out
+
+
+def image_align_targets(item, objects: list[dict], words: dict[str, list[int]]) -> torch.Tensor:
+    """``[N, K]`` word ids each visual token of the image ``item`` should predict (-100 where it
+    shows no object or is a begin/row/separator token): the colour's and the shape's word ids
+    (:func:`align_words`). Token layout as ``OryxProjector.image``."""
+    grids = item.grids()
+    k = len(next(iter(words.values()))) * 2
+    rows = [torch.full((1, k), -100)]  # image_begin
+    for g in grids:  # the low-res view, then the native one
+        cells = cell_targets(objects, g)
+        for i in range(g[0]):
+            for j in range(g[1]):
+                o = cells[i * g[1] + j]
+                ids = words[objects[o]["color"]] + words[objects[o]["shape"]] if o >= 0 else None
+                rows.append(torch.tensor([ids]) if ids else torch.full((1, k), -100))
+            rows.append(torch.full((1, k), -100))  # end-of-row token
+        rows.append(torch.full((1, k), -100))  # separator after lo / end after hi
+    t = torch.cat(rows)
+    assert len(t) == item.num_tokens(), (len(t), item.num_tokens())
+    return t
+
+
+def align_words(tok) -> dict[str, list[int]]:
+    """Every colour and shape name -> its token ids as a question word (" red") and as an
+    answer ("red"); each is one token of the curriculum tokenizer."""
+    out = {}
+    for w in (*COLOR_NAMES, *SHAPES):
+        ids = [tok.encode(" " + w), tok.encode(w)]
+        if any(len(i) != 1 for i in ids):
+            raise SystemExit(f"--align-weight needs {w!r} to be one token; it is {ids}")
+        out[w] = [i[0] for i in ids]
+    return out
+
+
+def align_loss(model, b: dict, embeds: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy of the tied LM head on the visual tokens that show an object, against the
+    object's colour and shape words (soft target, equal shares): on the projected visual
+    embeddings (``hidden`` None) or on the LLM's last hidden states at those positions."""
+    is_visual = model.visual_mask(b["input_ids"])
+    targets = torch.cat([v.meta["align"] for v in b["visual_inputs"]]).to(embeds.device)
+    x = (embeds if hidden is None else hidden)[is_visual]  # [N_visual, D]
+    keep = targets[:, 0] >= 0
+    if not keep.any():
+        return embeds.sum() * 0
+    logits = model.language_model.get_output_embeddings()(x[keep]).float()
+    logp = logits.log_softmax(-1).gather(1, targets[keep])  # [n, K]
+    return -logp.mean()
+
+
 class Stream(IterableDataset):
     """Endless round-robin over ``tasks``; ``make(task, index)`` builds sample ``index``."""
 
@@ -194,17 +264,38 @@ def build_model(
     return OryxForConditionalGeneration(cfg, language_model=llm, vision_tower=tower)
 
 
-def batch_loss(model, b: dict, bf16: bool) -> torch.Tensor:
+PARTS: dict[str, float] = {}  # the last batch's loss terms, for the log
+
+
+def batch_loss(
+    model, b: dict, bf16: bool, align_weight: float = 0.0, align_at: str = "input"
+) -> torch.Tensor:
     """The training loss of one collated micro-batch (bf16 autocast on the model's device type
-    when ``bf16``)."""
+    when ``bf16``), plus ``align_weight`` x :func:`align_loss` when it is non-zero."""
     b = batch_to_device(b, model.device)
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-        return model(
-            input_ids=b["input_ids"],
+        if not align_weight:
+            return model(
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                visual_inputs=b["visual_inputs"],
+                labels=b["labels"],
+            ).loss
+        embeds = model.embed(b["input_ids"], b["visual_inputs"])
+        labels = b["labels"].masked_fill(model.visual_mask(b["input_ids"]), -100)
+        out = model.language_model(
+            inputs_embeds=embeds,
             attention_mask=b["attention_mask"],
-            visual_inputs=b["visual_inputs"],
-            labels=b["labels"],
-        ).loss
+            labels=labels,
+            output_hidden_states=align_at == "output",
+        )
+        hidden = out.hidden_states[-1] if align_at == "output" else None
+        aligned = align_loss(model, b, embeds, hidden)
+        PARTS["answer"], PARTS["align"] = out.loss.item(), aligned.item()
+        is_visual = model.visual_mask(b["input_ids"])  # RMS of visual vs text input vectors
+        PARTS["rms_visual"] = embeds[is_visual].float().pow(2).mean().sqrt().item()
+        PARTS["rms_text"] = embeds[~is_visual].float().pow(2).mean().sqrt().item()
+        return out.loss + align_weight * aligned
 
 
 def train_step(model, opt, sched, loss: torch.Tensor) -> float:
@@ -317,6 +408,25 @@ def main() -> None:
     p.add_argument(
         "--question-first", action="store_true", help="put the first question before the picture"
     )
+    p.add_argument(
+        "--align-weight",
+        type=float,
+        default=0.0,
+        help="objects tasks: add this x a loss tying each visual token that shows an object to "
+        "the object's colour and shape words through the tied LM head (align_loss)",
+    )
+    p.add_argument(
+        "--visual-rms-match",
+        action="store_true",
+        help="rescale every visual token to the RMS of the word embedding table (the projector's "
+        "output grows far larger: 7x in the shipped model, 80x with --align-weight)",
+    )
+    p.add_argument(
+        "--align-at",
+        choices=("input", "output"),
+        default="input",
+        help="align the projected visual embeddings (input) or the LLM's last hidden states there",
+    )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
     a = p.parse_args()
@@ -377,6 +487,7 @@ def main() -> None:
         p.error(f"--image-max-pixels / --video-pixels / --view-pixels / --mark-radius-frac: {e}")
     mark_style = transform.view_options.marks
     collate = MicroBatchCollator(tok.pad_token_id, 1)
+    words = align_words(tok) if a.align_weight else {}
 
     def example(task: str, seed: int, index: int, marks: bool | None = None, **kwargs):
         """One sample as a :class:`TrainTransform` example, with the probe's input variants
@@ -387,7 +498,21 @@ def main() -> None:
         if marks if marks is not None else has_marks(s.id, a.marks):
             s = with_marks(s, mark_style)
         item = record(label_image(s) if a.oracle_objects else s)
-        return transform(question_first(item) if a.question_first else item)
+        ex = transform(question_first(item) if a.question_first else item)
+        if a.align_weight:
+            for v in ex.visual:
+                objs = s.meta.get("objects", []) if v.modality == "image" else []
+                width, height = s.media.size if objs else (1, 1)
+                objs = [
+                    {**o, "x": o["x"] / width, "y": o["y"] / height, "r": o["r"] / width}
+                    for o in objs
+                ]
+                v.meta["align"] = (
+                    image_align_targets(v, objs, words)
+                    if objs
+                    else torch.full((v.num_tokens(), 4), -100)
+                )
+        return ex
 
     def train_example(task: str, index: int):
         return example(task, a.seed, index, **task_kwargs.get(task, {}))
@@ -425,6 +550,16 @@ def main() -> None:
     ).to(a.device)
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
+    if a.visual_rms_match:
+        encode, table = model.encode_visual, model.language_model.get_input_embeddings()
+
+        def encode_at_text_scale(items):
+            """Every visual token rescaled to the RMS of the word embedding table."""
+            scale = table.weight.detach().float().pow(2).mean().sqrt()
+            return [x * (scale / x.float().pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()).to(
+                x.dtype) for x in encode(items)]  # fmt: skip
+
+        model.encode_visual = encode_at_text_scale
     # OryxViT in its own group (its own lr; a frozen tower's group is empty until unfrozen)
     vit = list(model.vision_tower.parameters())
     rest = [p for n, p in model.named_parameters() if not n.startswith("vision_tower")]
@@ -456,10 +591,13 @@ def main() -> None:
             model.vision_tower.requires_grad_(True)
             print(f"step {step}: OryxViT unfrozen", flush=True)
         b = next(batches)
-        loss = train_step(model, opt, sched, batch_loss(model, b, a.bf16))
+        loss = train_step(
+            model, opt, sched, batch_loss(model, b, a.bf16, a.align_weight, a.align_at)
+        )
         ema = loss if ema is None else 0.95 * ema + 0.05 * loss
         if step % 25 == 0:
-            print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
+            parts = "".join(f" {k} {v:.3f}" for k, v in PARTS.items())
+            print(f"step {step} loss {ema:.3f}{parts} {time.time() - start:.0f}s", flush=True)
         if step % eval_every == 0 or step == total:
             acc = evaluate(model, collate, held_out)
             mean = sum(acc.values()) / len(acc)
