@@ -23,6 +23,14 @@ class ImageDecodeError(InvalidInputError):
     """An image file could not be read (corrupt, truncated, empty, too many pixels...)."""
 
 
+class ViewDecodeError(ImageDecodeError):
+    """One view of a multi-view scene could not be read; ``view`` is its index in the scene."""
+
+    def __init__(self, message: str, view: int):
+        super().__init__(message)
+        self.view = view
+
+
 class VideoDecodeError(InvalidInputError):
     """A video could not be decoded or yields no frames."""
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oryx_mllm.errors import InvalidInputError
+from oryx_mllm.errors import ImageDecodeError, InvalidInputError, ViewDecodeError
 from oryx_mllm.processing import (
     MultiViewOptions,
     draw_correspondence_marks,
@@ -167,3 +167,11 @@ def test_negative_instance_ids_are_refused(tmp_path):
         load_instance_mask(path)
     with pytest.raises(InvalidInputError, match="instance ids must be >= 0"):
         mask_locations(ids)
+
+
+def test_an_unreadable_view_is_named_by_its_index():
+    good = Image.new("RGB", (32, 32), (200, 50, 50))
+    with pytest.raises(ViewDecodeError, match=r"^view 2: <12 bytes>: not a recognised") as info:
+        preprocess_views([good, good, b"not an image"])
+    assert info.value.view == 2
+    assert isinstance(info.value, ImageDecodeError)  # callers catching image errors still do

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from oryx_mllm.errors import ImageDecodeError, InvalidInputError
+from oryx_mllm.errors import ImageDecodeError, InvalidInputError, ViewDecodeError
 from oryx_mllm.processing.image import (
     ImageLike,
     _check_pixels,
@@ -299,10 +299,8 @@ def preprocess_views(
     for i in keep:
         try:
             im = load_image(views[i], img_opt)
-        except ImageDecodeError as e:  # name the view; the error keeps its index for callers
-            err = ImageDecodeError(f"view {i}: {e}")
-            err.view = i
-            raise err from e
+        except ImageDecodeError as e:
+            raise ViewDecodeError(f"view {i}: {e}", view=i) from e
         if marks is not None:
             locs = _view_locations(i, im, marks[i], _is_mask(marks[i]), opt.min_mask_area)
             im = draw_marks(im, locs, opt.marks)
