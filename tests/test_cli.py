@@ -54,6 +54,17 @@ def test_ask_json_reports_answer_and_visual_tokens(model_dir, image_file):
     assert answer["completion_tokens"] <= 4
 
 
+def test_ask_json_reports_both_sizes_as_width_height(model_dir, image_file):
+    result = runner.invoke(
+        app, ["ask", "Q", "--image", str(image_file), "--model", str(model_dir), "--json",
+              "--max-new-tokens", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout.strip().splitlines()[-1])["inputs"][0]
+    assert info["original_size"] == [96, 64]  # the 96 wide, 64 high PNG
+    assert info["frame_size"] == [96, 64]  # encoded at native resolution: the same W x H
+
+
 def test_ask_plain_text_with_progress(model_dir, image_file):
     result = runner.invoke(
         app,

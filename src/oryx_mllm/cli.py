@@ -63,7 +63,7 @@ def _load_pipeline(model: Path | None, vision_tower: Path | None, dtype: str | N
 
 def _describe_input(info) -> str:
     w, h = info.original_size or (0, 0)
-    fh, fw = info.frame_size
+    fw, fh = info.frame_size
     if info.modality == "image":
         return f"{w}x{h} image -> {fw}x{fh}"
     kind = "views" if info.modality == "multiview" else "frames"

@@ -50,7 +50,7 @@ class InputInfo:
     source: str | None
     original_size: tuple[int, int] | None  # (width, height)
     frames: int
-    frame_size: tuple[int, int]  # (height, width) as encoded
+    frame_size: tuple[int, int]  # (width, height) as encoded, like original_size
     compression: int
     visual_tokens: int
     # multi-view scenes drawn with coarse-correspondence marks: how many distinct objects got one
@@ -81,7 +81,7 @@ def _info(item: VisualInput, patch_size: int) -> InputInfo:
         source=item.source,
         original_size=item.original_size,
         frames=len(item.frames) if item.modality != "image" else 1,
-        frame_size=(int(f.shape[-2]), int(f.shape[-1])),
+        frame_size=(int(f.shape[-1]), int(f.shape[-2])),
         compression=item.compression,
         visual_tokens=item.num_tokens(patch_size),
         marked_objects=_marked_objects(item),
