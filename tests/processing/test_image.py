@@ -17,6 +17,7 @@ from oryx_mllm.errors import (
     ImageTooLargeError,
     InvalidInputError,
     OryxError,
+    UnsupportedModalityError,
 )
 from oryx_mllm.processing import (
     ImageOptions,
@@ -249,3 +250,17 @@ def test_preprocess_image_views_and_normalisation():
     assert v2.compression == 2 and all(f.shape[1] % 32 == 0 for f in v2.frames)
     x = normalize(Image.new("RGB", (2, 3), (0, 0, 0)))
     assert x.shape == (3, 3, 2) and x.dtype == torch.float32 and float(x.max()) == -1.0
+
+
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.mkv"])
+def test_a_video_given_as_an_image_is_a_modality_error(make_video, name):
+    path = make_video(name)
+    kind = "MP4/MOV" if name.endswith(".mp4") else "WebM/Matroska"
+    for source in (path, path.read_bytes()):  # a path and the same file's bytes
+        with pytest.raises(UnsupportedModalityError, match=f"a video \\({kind}\\), not an image"):
+            load_image(source)
+
+
+def test_unrecognised_bytes_are_still_a_decode_error():
+    with pytest.raises(ImageDecodeError, match="not a recognised image format"):
+        load_image(b"RIFF\x00\x00\x00\x00WAVEfmt ")  # a RIFF file, but audio, not AVI

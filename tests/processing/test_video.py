@@ -12,7 +12,12 @@ import torch
 from media_helpers import frame_value, mean_rgb, write_audio_only
 from PIL import Image
 
-from oryx_mllm.errors import OryxError, VideoDecodeError, VideoNotFoundError
+from oryx_mllm.errors import (
+    OryxError,
+    UnsupportedModalityError,
+    VideoDecodeError,
+    VideoNotFoundError,
+)
 from oryx_mllm.processing import VideoOptions, is_long_video, preprocess_video, sample_video
 from oryx_mllm.processing.video import sample_times, select_nearest
 
@@ -249,3 +254,19 @@ def test_a_cut_off_mp4_says_truncated_or_corrupt_not_decoder_not_found(make_vide
         f"<{len(cut)} bytes>: cannot decode video: the video stream names no codec that can be "
         "decoded (the file is truncated or corrupt, or its codec is unsupported)"
     )
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_a_still_image_given_as_a_video_is_a_modality_error(tmp_path, fmt):
+    path = tmp_path / f"photo.{fmt.lower()}"
+    Image.new("RGB", (48, 32), (200, 30, 30)).save(path, format=fmt)
+    for source in (path, path.read_bytes()):  # a path and the same file's bytes
+        with pytest.raises(UnsupportedModalityError, match=f"a still {fmt}, not a video"):
+            sample_video(source)
+
+
+def test_a_gif_is_still_a_video(tmp_path):
+    path = tmp_path / "blink.gif"
+    frames = [Image.new("RGB", (32, 32), (v, v, v)) for v in (0, 255)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=500)
+    assert len(sample_video(path, VideoOptions(fps=2.0)).frames) == 2

@@ -37,6 +37,7 @@ from oryx_mllm.errors import (
     ImageTooLargeError,
     InvalidInputError,
     OryxError,
+    UnsupportedModalityError,
 )
 from oryx_mllm.processing.options import PATCH_SIZE, RESAMPLING, ImageOptions
 from oryx_mllm.processing.types import VisualInput
@@ -200,20 +201,40 @@ def to_rgb(
     return im.convert("RGB")  # L, 1, CMYK, YCbCr, HSV ...
 
 
+def _video_container(head: bytes) -> str | None:
+    """The video container that ``head`` (a file's first bytes) starts like, if any."""
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "WebM/Matroska"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    return None
+
+
 def _open_file(image: str | Path | bytes | bytearray, source: str) -> Image.Image:
     if isinstance(image, (bytes, bytearray)):
         if len(image) == 0:
             raise ImageDecodeError(f"{source}: zero-byte image data")
-        return Image.open(io.BytesIO(bytes(image)))
-    path = Path(image)
-    if not path.exists():
-        raise ImageNotFoundError(f"{source}: no such image file")
-    if not path.is_file():
-        raise ImageDecodeError(f"{source}: not a regular file")
-    if path.stat().st_size == 0:
-        raise ImageDecodeError(f"{source}: zero-byte file")
-    with open(path, "rb") as f:  # read once so no file handle outlives this call
-        return Image.open(io.BytesIO(f.read()))
+        data = bytes(image)
+    else:
+        path = Path(image)
+        if not path.exists():
+            raise ImageNotFoundError(f"{source}: no such image file")
+        if not path.is_file():
+            raise ImageDecodeError(f"{source}: not a regular file")
+        if path.stat().st_size == 0:
+            raise ImageDecodeError(f"{source}: zero-byte file")
+        data = path.read_bytes()  # read once so no file handle outlives this call
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.UnidentifiedImageError:
+        if container := _video_container(data[:12]):
+            raise UnsupportedModalityError(
+                f"{source}: a video ({container}), not an image; pass it as a video "
+                "(`--video`, a `video_url` part)"
+            ) from None
+        raise
 
 
 def _check_pixels(w: int, h: int, limit: int | None, source: str) -> None:

@@ -45,6 +45,7 @@ from oryx_mllm.errors import (
     ImageDecodeError,
     InvalidInputError,
     OryxError,
+    UnsupportedModalityError,
     VideoDecodeError,
     VideoNotFoundError,
 )
@@ -225,6 +226,13 @@ def _scan_last_time(data: Path | bytes, name: str) -> tuple[float | None, float 
 def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
     try:
         with _open_container(data, name) as c:
+            fmt = c.format.name
+            if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg reads a still as one frame
+                still = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image"
+                raise UnsupportedModalityError(
+                    f"{name}: a still {still}, not a video; pass it as an image (`--image`, an "
+                    "`image_url` part), or several images as a video's list or folder of frames"
+                )
             if not c.streams.video:
                 kinds = sorted({s.type for s in c.streams}) or ["none"]
                 # a container cut inside its header lists no streams, or codec-less "data" ones
