@@ -65,6 +65,15 @@ def test_ask_json_reports_both_sizes_as_width_height(model_dir, image_file):
     assert info["frame_size"] == [96, 64]  # encoded at native resolution: the same W x H
 
 
+def test_ask_shows_no_transformers_loading_bar(model_dir, image_file):
+    result = runner.invoke(
+        app, ["ask", "Q", "--image", str(image_file), "--model", str(model_dir),
+              "--max-new-tokens", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Loading weights" not in result.output  # the CLI's own spinner is the progress shown
+
+
 def test_ask_plain_text_with_progress(model_dir, image_file):
     result = runner.invoke(
         app,

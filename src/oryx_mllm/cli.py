@@ -53,12 +53,21 @@ def _fail(exc: Exception) -> None:
 
 
 def _load_pipeline(model: Path | None, vision_tower: Path | None, dtype: str | None = None):
+    from transformers.utils import logging as hf_logging
+
     from oryx_mllm.pipeline import OryxPipeline
 
-    with console.status(f"loading {model or 'the embedded default model'}"):
-        return OryxPipeline.from_pretrained(
-            model, vision_tower=str(vision_tower) if vision_tower else None, torch_dtype=dtype
-        )
+    # the spinner is the progress shown; transformers' per-tensor bar would draw over it
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with console.status(f"loading {model or 'the embedded default model'}"):
+            return OryxPipeline.from_pretrained(
+                model, vision_tower=str(vision_tower) if vision_tower else None, torch_dtype=dtype
+            )
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _describe_input(info) -> str:
