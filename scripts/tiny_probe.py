@@ -418,8 +418,9 @@ def main() -> None:
     p.add_argument(
         "--visual-rms-match",
         action="store_true",
-        help="rescale every visual token to the RMS of the word embedding table (the projector's "
-        "output grows far larger: 7x in the shipped model, 80x with --align-weight)",
+        help="OryxConfig(visual_token_norm='embedding_rms'): every visual token at the RMS of "
+        "the word embedding table (the projector's output grows far larger: 7x in the shipped "
+        "model, 80x with --align-weight)",
     )
     p.add_argument(
         "--align-at",
@@ -550,16 +551,8 @@ def main() -> None:
     ).to(a.device)
     if a.freeze_vit:
         model.vision_tower.requires_grad_(False)
-    if a.visual_rms_match:
-        encode, table = model.encode_visual, model.language_model.get_input_embeddings()
-
-        def encode_at_text_scale(items):
-            """Every visual token rescaled to the RMS of the word embedding table."""
-            scale = table.weight.detach().float().pow(2).mean().sqrt()
-            return [x * (scale / x.float().pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()).to(
-                x.dtype) for x in encode(items)]  # fmt: skip
-
-        model.encode_visual = encode_at_text_scale
+    if a.visual_rms_match:  # every visual token rescaled to the word embedding table's RMS
+        model.config.visual_token_norm = "embedding_rms"
     # OryxViT in its own group (its own lr; a frozen tower's group is empty until unfrozen)
     vit = list(model.vision_tower.parameters())
     rest = [p for n, p in model.named_parameters() if not n.startswith("vision_tower")]

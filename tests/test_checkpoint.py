@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from oryx_mllm.compressor import DynamicCompressor
 from oryx_mllm.config import OryxConfig
-from oryx_mllm.errors import CheckpointError
+from oryx_mllm.errors import CheckpointError, ConfigError
 from oryx_mllm.files import atomic_save_json
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.processing.chat import collate, encode_conversation, ensure_visual_token
@@ -284,3 +284,19 @@ def test_a_resave_interrupted_before_its_config_never_loads_the_old_shards(tmp_p
     assert not (out / "model.safetensors.index.json").exists()  # it would point at old shards
     loaded = OryxForConditionalGeneration.from_pretrained(out)
     assert torch.all(loaded.mm_projector.image_newline == 7.0)
+
+
+def test_visual_token_norm_is_saved_and_absent_from_released_layout(tmp_path):
+    model = tiny_model("qwen2")
+    model.save_pretrained(tmp_path / "plain")
+    saved = json.loads((tmp_path / "plain/config.json").read_text())
+    assert "visual_token_norm" not in saved["oryx"]
+    model.config.visual_token_norm = "embedding_rms"
+    model.save_pretrained(tmp_path / "normed")
+    loaded = OryxForConditionalGeneration.from_pretrained(tmp_path / "normed")
+    assert loaded.config.visual_token_norm == "embedding_rms"
+
+
+def test_an_unknown_visual_token_norm_is_a_config_error():
+    with pytest.raises(ConfigError, match="visual_token_norm 'layer'"):
+        OryxConfig(text_config=llm_config("qwen2").to_dict(), visual_token_norm="layer")

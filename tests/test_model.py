@@ -118,3 +118,26 @@ def test_context_error_says_which_part_to_cut():
     )
     with pytest.raises(ContextLengthError, match=r"\(43 visual, 20022 text\).*shorten the text"):
         check(fake, 20065, 43)
+
+
+def test_embedding_rms_norm_puts_every_visual_token_at_the_word_scale():
+    model = tiny_model("qwen2")
+    items = [image(), video(2, 64, 2)]
+    plain = model.encode_visual(items)
+    model.config.visual_token_norm = "embedding_rms"
+    scaled = model.encode_visual(items)
+    table_rms = model.language_model.get_input_embeddings().weight.pow(2).mean().sqrt()
+    for p, s in zip(plain, scaled, strict=True):
+        rms = s.pow(2).mean(-1).sqrt()  # one per token
+        torch.testing.assert_close(rms, table_rms.expand_as(rms), rtol=1e-4, atol=0)
+        # a rescaling only: every token keeps its direction
+        cos = torch.nn.functional.cosine_similarity(p, s, dim=-1)
+        torch.testing.assert_close(cos, torch.ones_like(cos))
+
+
+def test_embedding_rms_norm_passes_no_gradient_to_the_embedding_table():
+    model = tiny_model("qwen2").train()
+    model.config.visual_token_norm = "embedding_rms"
+    model.encode_visual([image()])[0].sum().backward()
+    assert model.language_model.get_input_embeddings().weight.grad is None
+    assert model.mm_projector.proj[0].weight.grad.abs().sum() > 0

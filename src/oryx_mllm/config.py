@@ -21,6 +21,7 @@ ORYX_MODEL_TYPES = {"oryx_qwen": "qwen2", "oryx_llama": "llama"}
 VISUAL_TOKEN = "<|visual_pad|>"
 PROJECTOR_TYPES = ("simple_mlp_twoview",)
 RESAMPLER_TYPES = ("dynamic_compressor",)
+VISUAL_TOKEN_NORMS = (None, "embedding_rms")
 VIT_PREFIX = "oryx_vit:"
 
 
@@ -53,6 +54,11 @@ class OryxConfig:
     projector_act: str = "gelu"  # exact GELU, as released
     visual_token: str = VISUAL_TOKEN
     visual_token_id: int | None = None  # set by the processor / from_pretrained
+    # None (as released): visual tokens enter the LLM as the projector makes them.
+    # "embedding_rms": each visual token is rescaled to the RMS of the LLM's input embedding
+    # table, so it enters at the scale of a word (docs/default_model.md, "The scale of the
+    # visual tokens"; an option for models trained from scratch, not in the paper).
+    visual_token_norm: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.vision_config, dict):
@@ -69,6 +75,10 @@ class OryxConfig:
         if self.mm_projector_type not in PROJECTOR_TYPES:
             raise ConfigError(
                 f"mm_projector_type {self.mm_projector_type!r} not in {PROJECTOR_TYPES}"
+            )
+        if self.visual_token_norm not in VISUAL_TOKEN_NORMS:
+            raise ConfigError(
+                f"visual_token_norm {self.visual_token_norm!r} not in {VISUAL_TOKEN_NORMS}"
             )
         if self.mm_resampler_type not in RESAMPLER_TYPES:
             raise ConfigError(
@@ -120,6 +130,8 @@ class OryxConfig:
             "visual_token": self.visual_token,
             "visual_token_id": self.visual_token_id,
         }
+        if self.visual_token_norm is not None:  # released layout otherwise unchanged
+            extras["visual_token_norm"] = self.visual_token_norm
         return {
             **self.text_config,
             "model_type": self.model_type,

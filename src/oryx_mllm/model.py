@@ -106,7 +106,17 @@ class OryxForConditionalGeneration(nn.Module):
             else:
                 x, gc = self.vision_resampler(torch.stack(f), g[0], r)  # [T, h'*w', C]
                 out.append(self.mm_projector.video(x, gc))
+        if self.config.visual_token_norm == "embedding_rms":
+            out = [self._at_embedding_scale(x) for x in out]
         return out
+
+    def _at_embedding_scale(self, x: torch.Tensor) -> torch.Tensor:
+        """Each visual token ``[N, D]`` rescaled to the RMS of the input embedding table (the
+        table's scale is a target, not a path for gradients)."""
+        table = self.language_model.get_input_embeddings().weight.detach()
+        target = table.float().pow(2).mean().sqrt()
+        rms = x.float().pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()  # [N, 1]
+        return x * (target.to(x.device) / rms).to(x.dtype)
 
     def check_context(self, prompt_tokens: int, visual_tokens: int | None = None) -> None:
         """:class:`ContextLengthError` when a prompt of this many tokens (visual ones included)

@@ -19,6 +19,7 @@ import yaml
 
 from oryx_mllm.checks import check_bool, check_mapping, check_range
 from oryx_mllm.compression_policy import check_ratio
+from oryx_mllm.config import VISUAL_TOKEN_NORMS
 from oryx_mllm.errors import ConfigError
 from oryx_mllm.processing.options import (
     image_options_from_dict,
@@ -113,6 +114,7 @@ class ModelSpec:
     vision_config: dict | None = None
     llm_config: dict | None = None
     compressor_mid_size: int = 256
+    visual_token_norm: str | None = None  # OryxConfig.visual_token_norm (ignored with path)
     attn_implementation: str | None = None
 
     def __post_init__(self) -> None:
@@ -120,6 +122,11 @@ class ModelSpec:
             setattr(self, name, _path(f"model.{name}", getattr(self, name), optional=True))
         _check_str("model.attn_implementation", self.attn_implementation, optional=True)
         check_range("model.compressor_mid_size", self.compressor_mid_size, integer=True, at_least=1)
+        if self.visual_token_norm not in VISUAL_TOKEN_NORMS:
+            raise ConfigError(
+                f"model.visual_token_norm must be one of {VISUAL_TOKEN_NORMS}, "
+                f"got {self.visual_token_norm!r}"
+            )
         if self.vision_config is not None:
             self._check_vision_config()
         if self.llm_config is not None:

@@ -123,6 +123,7 @@ def build_model(cfg: TrainConfig):
         llm_config,
         vision_config=tower.config,
         compressor_mid_size=spec.compressor_mid_size,
+        visual_token_norm=spec.visual_token_norm,
         visual_token_id=visual_id,
     )
     model = OryxForConditionalGeneration(config, language_model=llm, vision_tower=tower)
