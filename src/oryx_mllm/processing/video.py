@@ -227,8 +227,8 @@ def _file_source(data: Path | bytes, name: str, opt: VideoOptions) -> _Source:
     try:
         with _open_container(data, name) as c:
             fmt = c.format.name
-            if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg reads a still as one frame
-                still = fmt.removesuffix("_pipe").upper() if fmt != "image2" else "image"
+            if fmt in ("image2", "image2pipe") or fmt.endswith("_pipe"):  # a still, 1 frame
+                still = fmt.removesuffix("_pipe").upper() if fmt.endswith("_pipe") else "image"
                 raise UnsupportedModalityError(
                     f"{name}: a still {still}, not a video; pass it as an image (`--image`, an "
                     "`image_url` part), or several images as a video's list or folder of frames"
