@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from oryx_mllm.errors import ImageDecodeError, InvalidInputError, ViewDecodeError
+from oryx_mllm.errors import (
+    ImageDecodeError,
+    InvalidInputError,
+    UnsupportedModalityError,
+    ViewDecodeError,
+)
 from oryx_mllm.processing import (
     MultiViewOptions,
     draw_correspondence_marks,
@@ -175,3 +180,9 @@ def test_an_unreadable_view_is_named_by_its_index():
         preprocess_views([good, good, b"not an image"])
     assert info.value.view == 2
     assert isinstance(info.value, ImageDecodeError)  # callers catching image errors still do
+
+
+def test_a_video_given_as_a_view_names_the_view(make_video):
+    good = Image.new("RGB", (64, 64), (90, 90, 90))
+    with pytest.raises(UnsupportedModalityError, match=r"^view 1: .*clip\.mp4: a video"):
+        preprocess_views([good, make_video("clip.mp4")])

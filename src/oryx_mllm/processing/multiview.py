@@ -30,7 +30,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from oryx_mllm.errors import ImageDecodeError, InvalidInputError, ViewDecodeError
+from oryx_mllm.errors import (
+    ImageDecodeError,
+    InvalidInputError,
+    UnsupportedModalityError,
+    ViewDecodeError,
+)
 from oryx_mllm.processing.image import (
     ImageLike,
     _check_pixels,
@@ -301,6 +306,8 @@ def preprocess_views(
             im = load_image(views[i], img_opt)
         except ImageDecodeError as e:
             raise ViewDecodeError(f"view {i}: {e}", view=i) from e
+        except UnsupportedModalityError as e:  # e.g. a video file given as a view
+            raise UnsupportedModalityError(f"view {i}: {e}") from e
         if marks is not None:
             locs = _view_locations(i, im, marks[i], _is_mask(marks[i]), opt.min_mask_area)
             im = draw_marks(im, locs, opt.marks)
