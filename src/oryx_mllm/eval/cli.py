@@ -37,16 +37,15 @@ def paper(
 
     Needle heatmap, resolution, compression, coarse correspondences, encoder efficiency.
     """
-    from oryx_mllm.cli import _fail
+    from oryx_mllm.cli import _fail, _load_pipeline
     from oryx_mllm.eval.paper import PaperConfig, prepare_run, run_paper
-    from oryx_mllm.pipeline import OryxPipeline
 
     cfg = PaperConfig.quick_config() if quick else PaperConfig.full()
     command = "oryx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
         prepare_run(out, only)  # a bad --only / --out fails before the model is loaded
         tables = run_paper(
-            OryxPipeline.from_pretrained(model),
+            _load_pipeline(model, None),
             out,
             cfg,
             only=only or None,
