@@ -61,6 +61,8 @@ def recipe(tmp_path) -> Path:
         ("optim.lr=[1", "optim.lr"),
         ("optim.lr=.inf", "optim.lr"),
         ("optim.weight_decay=.inf", "optim.weight_decay"),
+        ("model.visual_token_norm=layer", "model.visual_token_norm"),
+        ("model.visual_token_norm=embedding_rms", "model.visual_token_norm"),  # with model.path
     ],
 )
 def test_bad_recipe_value_is_a_config_error_naming_the_key(recipe, override, key):

@@ -114,7 +114,7 @@ class ModelSpec:
     vision_config: dict | None = None
     llm_config: dict | None = None
     compressor_mid_size: int = 256
-    visual_token_norm: str | None = None  # OryxConfig.visual_token_norm (ignored with path)
+    visual_token_norm: str | None = None  # OryxConfig.visual_token_norm (new models only)
     attn_implementation: str | None = None
 
     def __post_init__(self) -> None:
@@ -126,6 +126,11 @@ class ModelSpec:
             raise ConfigError(
                 f"model.visual_token_norm must be one of {VISUAL_TOKEN_NORMS}, "
                 f"got {self.visual_token_norm!r}"
+            )
+        if self.visual_token_norm is not None and self.path is not None:
+            raise ConfigError(
+                "model.visual_token_norm applies to a model built from scratch; with model.path "
+                "the saved model's config.json decides it"
             )
         if self.vision_config is not None:
             self._check_vision_config()
@@ -497,7 +502,10 @@ def stage_configs(cfg: TrainConfig) -> list[TrainConfig]:
             d["resume"] = "auto"
         if i > 0:
             d["model"] = {**d["model"], "path": str(dirs[i - 1] / "final")}
-            d["model"].update(vision_config=None, llm_config=None, llm=None, vision_tower=None)
+            d["model"].update(  # built by the first stage; its saved config carries them
+                vision_config=None, llm_config=None, llm=None, vision_tower=None,
+                visual_token_norm=None,
+            )  # fmt: skip
             d["model"]["tokenizer"] = None
         try:
             out.append(TrainConfig(**d))
