@@ -106,6 +106,16 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=192, help="LLM width (MLP: 8/3 of it)")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--beta2", type=float, default=0.999, help="AdamW's second-moment decay")
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--heads", type=int, default=4, help="attention heads (key/value heads: half)")
+    p.add_argument(
+        "--curriculum-steps",
+        type=int,
+        default=0,
+        help="scenes grow from 1 to 6 objects over the first N steps (0: always 1-6)",
+    )
+    p.add_argument("--init-std", type=float, default=0.02, help="initializer_range of the LLM")
     p.add_argument("--cell", type=int, default=16)
     p.add_argument("--side", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=250)
@@ -132,15 +142,17 @@ def main() -> None:
         hidden_size=a.hidden,
         intermediate_size=a.hidden * 8 // 3,
         num_hidden_layers=a.layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        num_attention_heads=a.heads,
+        num_key_value_heads=max(1, a.heads // 2),
         max_position_embeddings=4096,
         tie_word_embeddings=True,
         pad_token_id=0,
-        initializer_range=0.02,
+        initializer_range=a.init_std,
     )
     model = AutoModelForCausalLM.from_config(lc)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=a.lr, betas=(0.9, a.beta2), weight_decay=a.weight_decay
+    )
     warm = max(1, a.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
@@ -171,7 +183,10 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         rows = []
         for _ in range(a.batch_size):
-            sample = generate("objects/qa_session", a.seed, index, **kw)
+            n_max = 6
+            if a.curriculum_steps:
+                n_max = min(6, 1 + 6 * (step - 1) // a.curriculum_steps)
+            sample = generate("objects/qa_session", a.seed, index, n_max=n_max, **kw)
             rows.append(encode(tok, sample, a.cell, a.merge_cells))
             index += 1
         ids, labels, mask, extra = collate(rows, tok.pad_token_id)

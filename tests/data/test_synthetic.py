@@ -382,6 +382,13 @@ def test_objects_color_can_be_limited_to_few_objects():
         assert len(target) == 1 and s.answer == target[0]["color"]
 
 
+def test_objects_session_can_be_limited_to_few_objects():
+    sizes = {len(generate("objects/qa_session", 0, i, n_max=2).meta["objects"]) for i in range(20)}
+    assert sizes == {1, 2}
+    with pytest.raises(ConfigError, match="n_max"):
+        generate("objects/qa_session", 0, 0, n_max=0)
+
+
 def test_objects_on_a_grid_fill_one_cell_each():
     for task in ("objects/color", "objects/count", "objects/position", "objects/qa_session"):
         for i in range(10):

@@ -267,6 +267,7 @@ def qa_session(
     describe: bool = True,
     sides=IMAGE_SIDES,
     cell: int | None = None,
+    n_max: int = 6,
 ) -> SyntheticSample:
     """Training only: ONE scene with several questions of every kind, as a multi-turn
     conversation (``SyntheticSample.turns``).
@@ -274,11 +275,13 @@ def qa_session(
     A sample then carries many answers per encoded image instead of one: the visual tokens are
     computed once and supervised ``turns`` times, which made a model trained from scratch on a
     CPU learn object questions much faster (docs/default_model.md). With ``describe`` one of the turns asks for the list of objects
-    (left to right), the densest supervision a scene offers.
+    (left to right), the densest supervision a scene offers. ``n_max`` caps the number of objects
+    (a curriculum can start with small scenes).
     """
     if turns < 1:
         raise ValueError(f"qa_session needs turns >= 1, got {turns}")
-    img, objects = scene(rng, sides=sides, cell=cell)
+    check_range("n_max", n_max, integer=True, at_least=1)
+    img, objects = scene(rng, n_max=n_max, sides=sides, cell=cell)
     side = img.size[0]
     qas: list[tuple[str, str]] = []
     if describe:
