@@ -39,6 +39,14 @@ class UnsupportedModalityError(InvalidInputError):
     """A modality the model or the request does not support."""
 
 
+class ViewModalityError(UnsupportedModalityError):
+    """One view of a multi-view scene is not an image (a video file, say); ``view`` is its index."""
+
+    def __init__(self, message: str, view: int):
+        super().__init__(message)
+        self.view = view
+
+
 class ContextLengthError(InvalidInputError):
     """Prompt plus visual tokens exceed the model's context length."""
 

@@ -385,6 +385,22 @@ def test_a_bad_view_of_a_multiview_part_is_named_by_its_index(server):
     }  # fmt: skip
 
 
+def test_a_video_given_as_a_view_is_named_by_its_index(server):
+    # declared as a PNG, so only decoding finds out that it is a video
+    views = [data_url(png_bytes(seed=0)), data_url(mp4_bytes())]
+    r = _post(server, [{"role": "user", "content": [{"type": "multiview", "views": views}]}])
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert (err["param"], err["code"]) == (
+        "messages[0].content[0].views[1]",
+        "unsupported_modality",
+    )
+    assert (
+        err["message"].startswith("view 1: ")
+        and "a video (MP4/MOV), not an image" in err["message"]
+    )
+
+
 def test_a_wrong_method_is_a_405_with_allow(server):
     r = httpx.get(server.url + "/v1/chat/completions")
     assert (r.status_code, r.headers["allow"]) == (405, "POST")

@@ -35,6 +35,7 @@ from oryx_mllm.errors import (
     InvalidInputError,
     UnsupportedModalityError,
     ViewDecodeError,
+    ViewModalityError,
 )
 from oryx_mllm.processing.image import (
     ImageLike,
@@ -307,7 +308,7 @@ def preprocess_views(
         except ImageDecodeError as e:
             raise ViewDecodeError(f"view {i}: {e}", view=i) from e
         except UnsupportedModalityError as e:  # e.g. a video file given as a view
-            raise UnsupportedModalityError(f"view {i}: {e}") from e
+            raise ViewModalityError(f"view {i}: {e}", view=i) from e
         if marks is not None:
             locs = _view_locations(i, im, marks[i], _is_mask(marks[i]), opt.min_mask_area)
             im = draw_marks(im, locs, opt.marks)
