@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from tiny_probe import train_step  # scripts/ is on sys.path when this file is run
@@ -98,44 +99,30 @@ def inputs(model, ids: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
     return table(ids) + table(extra.clamp(min=0)) * (extra >= 0)[..., None]
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=3000)
+def add_llm_args(p: argparse.ArgumentParser, steps: int, lr: float) -> None:
+    """The options every text probe shares: the LLM's shape, the optimiser, the schedule."""
+    p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=lr)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--hidden", type=int, default=192, help="LLM width (MLP: 8/3 of it)")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
     p.add_argument("--beta2", type=float, default=0.999, help="AdamW's second-moment decay")
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--heads", type=int, default=4, help="attention heads (key/value heads: half)")
-    p.add_argument(
-        "--curriculum-steps",
-        type=int,
-        default=0,
-        help="scenes grow from 1 to 6 objects over the first N steps (0: always 1-6)",
-    )
     p.add_argument("--init-std", type=float, default=0.02, help="initializer_range of the LLM")
-    p.add_argument("--cell", type=int, default=16)
-    p.add_argument("--side", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=250)
     p.add_argument("--eval-per-task", type=int, default=48)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--merge-cells",
-        action="store_true",
-        help="every object one position holding the sum of its colour and shape word embeddings",
-    )
-    a = p.parse_args()
-    torch.manual_seed(a.seed)
-    tok = build_tokenizer()
-    kw = {"cell": a.cell, "sides": (a.side,)}
-    try:  # a bad grid is named here, not in a traceback from the first batch
-        generate("objects/color", a.seed, 0, **kw)
-    except ConfigError as e:
-        p.error(f"--cell / --side: {e}")
+
+
+def check_llm_args(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     if a.steps < 1 or a.eval_every < 1 or a.eval_per_task < 1 or a.batch_size < 1:
         p.error("--steps, --eval-every, --eval-per-task and --batch-size must be >= 1")
+
+
+def build_llm(a: argparse.Namespace):
+    """The recipe's Qwen2-shaped LLM (from scratch), AdamW and a warmup-cosine schedule."""
     lc = AutoConfig.for_model(
         "qwen2",
         vocab_size=768,
@@ -157,12 +144,13 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
     )
-    tasks = list_tasks("objects")
-    held = [
-        (t, encode(tok, generate(t, TEST_SEED_MIN, i, **kw), a.cell, a.merge_cells))
-        for i in range(a.eval_per_task)
-        for t in tasks
-    ]
+    return model, opt, sched
+
+
+def run(a: argparse.Namespace, pad_id: int, held: list, next_row: Callable[[int, int], tuple]):
+    """Train ``a.steps`` steps of ``a.batch_size`` rows, ``next_row(index, step)`` each, and
+    print the held-out exact match (``held``: ``(task, row)`` pairs) every ``a.eval_every``."""
+    model, opt, sched = build_llm(a)
 
     @torch.no_grad()
     def evaluate() -> dict[str, float]:
@@ -170,7 +158,7 @@ def main() -> None:
         hits: dict[str, list[bool]] = {}
         for k in range(0, len(held), 64):
             chunk = held[k : k + 64]
-            ids, labels, mask, extra = collate([r for _, r in chunk], tok.pad_token_id)
+            ids, labels, mask, extra = collate([r for _, r in chunk], pad_id)
             embeds = inputs(model, ids, extra)
             pred = model(inputs_embeds=embeds, attention_mask=mask).logits[:, :-1].argmax(-1)
             ok = ((pred == labels[:, 1:]) | (labels[:, 1:] == -100)).all(-1)
@@ -183,13 +171,9 @@ def main() -> None:
     for step in range(1, a.steps + 1):
         rows = []
         for _ in range(a.batch_size):
-            n_max = 6
-            if a.curriculum_steps:
-                n_max = min(6, 1 + 6 * (step - 1) // a.curriculum_steps)
-            sample = generate("objects/qa_session", a.seed, index, n_max=n_max, **kw)
-            rows.append(encode(tok, sample, a.cell, a.merge_cells))
+            rows.append(next_row(index, step))
             index += 1
-        ids, labels, mask, extra = collate(rows, tok.pad_token_id)
+        ids, labels, mask, extra = collate(rows, pad_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
             embeds = inputs(model, ids, extra)
             loss = model(inputs_embeds=embeds, attention_mask=mask, labels=labels).loss
@@ -201,6 +185,47 @@ def main() -> None:
             acc = evaluate()
             mean = sum(acc.values()) / len(acc)
             print("EVAL", step, json.dumps(acc), f"mean {mean:.3f}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_llm_args(p, steps=3000, lr=1e-3)
+    p.add_argument("--cell", type=int, default=16)
+    p.add_argument("--side", type=int, default=64)
+    p.add_argument(
+        "--merge-cells",
+        action="store_true",
+        help="every object one position holding the sum of its colour and shape word embeddings",
+    )
+    p.add_argument(
+        "--curriculum-steps",
+        type=int,
+        default=0,
+        help="scenes grow from 1 to 6 objects over the first N steps (0: always 1-6)",
+    )
+    a = p.parse_args()
+    torch.manual_seed(a.seed)
+    tok = build_tokenizer()
+    kw = {"cell": a.cell, "sides": (a.side,)}
+    try:  # a bad grid is named here, not in a traceback from the first batch
+        generate("objects/color", a.seed, 0, **kw)
+    except ConfigError as e:
+        p.error(f"--cell / --side: {e}")
+    check_llm_args(p, a)
+    held = [
+        (t, encode(tok, generate(t, TEST_SEED_MIN, i, **kw), a.cell, a.merge_cells))
+        for i in range(a.eval_per_task)
+        for t in list_tasks("objects")
+    ]
+
+    def next_row(index: int, step: int):
+        n_max = 6
+        if a.curriculum_steps:
+            n_max = min(6, 1 + 6 * (step - 1) // a.curriculum_steps)
+        sample = generate("objects/qa_session", a.seed, index, n_max=n_max, **kw)
+        return encode(tok, sample, a.cell, a.merge_cells)
+
+    run(a, tok.pad_token_id, held, next_row)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,9 @@ visual tokens carry; if not, the LLM itself is the limit in this budget.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import time
 
 import torch
-from text_scene_probe import collate  # scripts/ is on sys.path when this file is run
-from tiny_probe import train_step
-from transformers import AutoConfig, AutoModelForCausalLM
+from text_scene_probe import add_llm_args, check_llm_args, run  # scripts/ is on sys.path
 
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate, list_tasks
 from oryx_mllm.data.tokenizer import build_tokenizer
@@ -81,77 +76,23 @@ def encode(tok, sample) -> tuple[list[int], list[int], list[int]]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=192, help="LLM width (MLP: 8/3 of it)")
-    p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
-    p.add_argument("--eval-every", type=int, default=250)
-    p.add_argument("--eval-per-task", type=int, default=48)
-    p.add_argument("--seed", type=int, default=0)
+    add_llm_args(p, steps=1500, lr=5e-4)
     a = p.parse_args()
-    if a.steps < 1 or a.eval_every < 1 or a.eval_per_task < 1 or a.batch_size < 1:
-        p.error("--steps, --eval-every, --eval-per-task and --batch-size must be >= 1")
+    check_llm_args(p, a)
     torch.manual_seed(a.seed)
     tok = build_tokenizer()
-    lc = AutoConfig.for_model(
-        "qwen2",
-        vocab_size=768,
-        hidden_size=a.hidden,
-        intermediate_size=a.hidden * 8 // 3,
-        num_hidden_layers=a.layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-        pad_token_id=0,
-        initializer_range=0.02,
-    )
-    model = AutoModelForCausalLM.from_config(lc)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.01)
-    warm = max(1, a.steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * s / a.steps))
-    )
     tasks = list_tasks("short_videos")
     held = [
         (t, encode(tok, generate(t, TEST_SEED_MIN, i)))
         for i in range(a.eval_per_task)
         for t in tasks
     ]
-
-    @torch.no_grad()
-    def evaluate() -> dict[str, float]:
-        model.eval()
-        hits: dict[str, list[bool]] = {}
-        for k in range(0, len(held), 64):
-            chunk = held[k : k + 64]
-            ids, labels, mask, _ = collate([r for _, r in chunk], tok.pad_token_id)
-            pred = model(input_ids=ids, attention_mask=mask).logits[:, :-1].argmax(-1)
-            ok = ((pred == labels[:, 1:]) | (labels[:, 1:] == -100)).all(-1)
-            for (t, _), o in zip(chunk, ok.tolist(), strict=True):
-                hits.setdefault(t, []).append(o)
-        model.train()
-        return {t: round(sum(v) / len(v), 3) for t, v in hits.items()}
-
-    start, index, ema = time.time(), 0, None
-    for step in range(1, a.steps + 1):
-        rows = []
-        for _ in range(a.batch_size):
-            rows.append(encode(tok, generate(tasks[index % len(tasks)], a.seed, index)))
-            index += 1
-        ids, labels, mask, _ = collate(rows, tok.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss = train_step(model, opt, sched, loss)
-        ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-        if step % 50 == 0:
-            print(f"step {step} loss {ema:.3f} {time.time() - start:.0f}s", flush=True)
-        if step % a.eval_every == 0 or step == a.steps:
-            acc = evaluate()
-            mean = sum(acc.values()) / len(acc)
-            print("EVAL", step, json.dumps(acc), f"mean {mean:.3f}", flush=True)
+    run(
+        a,
+        tok.pad_token_id,
+        held,
+        lambda index, step: encode(tok, generate(tasks[index % len(tasks)], a.seed, index)),
+    )
 
 
 if __name__ == "__main__":
