@@ -389,6 +389,13 @@ def test_objects_session_can_be_limited_to_few_objects():
         generate("objects/qa_session", 0, 0, n_max=0)
 
 
+@pytest.mark.parametrize("task", ["objects/color", "objects/qa_session"])
+def test_more_objects_than_a_scene_holds_is_a_config_error(task):
+    # 50 discs do not fit a picture: named up front, not a RuntimeError from the placement
+    with pytest.raises(ConfigError, match=r"n_max must be an integer >= 1 and <= 12, got 50"):
+        generate(task, 0, 0, n_max=50)
+
+
 def test_objects_on_a_grid_fill_one_cell_each():
     for task in ("objects/color", "objects/count", "objects/position", "objects/qa_session"):
         for i in range(10):

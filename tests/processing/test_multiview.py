@@ -11,6 +11,7 @@ from oryx_mllm.errors import (
     InvalidInputError,
     UnsupportedModalityError,
     ViewDecodeError,
+    ViewModalityError,
 )
 from oryx_mllm.processing import (
     MultiViewOptions,
@@ -184,5 +185,6 @@ def test_an_unreadable_view_is_named_by_its_index():
 
 def test_a_video_given_as_a_view_names_the_view(make_video):
     good = Image.new("RGB", (64, 64), (90, 90, 90))
-    with pytest.raises(UnsupportedModalityError, match=r"^view 1: .*clip\.mp4: a video"):
+    with pytest.raises(UnsupportedModalityError, match=r"^view 1: .*clip\.mp4: a video") as info:
         preprocess_views([good, make_video("clip.mp4")])
+    assert isinstance(info.value, ViewModalityError) and info.value.view == 1
