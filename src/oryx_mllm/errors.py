@@ -23,12 +23,16 @@ class ImageDecodeError(InvalidInputError):
     """An image file could not be read (corrupt, truncated, empty, too many pixels...)."""
 
 
-class ViewDecodeError(ImageDecodeError):
-    """One view of a multi-view scene could not be read; ``view`` is its index in the scene."""
+class ViewError(OryxError):
+    """Mixed into the errors about one view of a multi-view scene; ``view`` is its index."""
 
     def __init__(self, message: str, view: int):
         super().__init__(message)
         self.view = view
+
+
+class ViewDecodeError(ViewError, ImageDecodeError):
+    """One view of a multi-view scene could not be read."""
 
 
 class VideoDecodeError(InvalidInputError):
@@ -39,12 +43,8 @@ class UnsupportedModalityError(InvalidInputError):
     """A modality the model or the request does not support."""
 
 
-class ViewModalityError(UnsupportedModalityError):
-    """One view of a multi-view scene is not an image (a video file, say); ``view`` is its index."""
-
-    def __init__(self, message: str, view: int):
-        super().__init__(message)
-        self.view = view
+class ViewModalityError(ViewError, UnsupportedModalityError):
+    """One view of a multi-view scene is not an image (a video file, say)."""
 
 
 class ContextLengthError(InvalidInputError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from oryx_mllm.compression_policy import fit_to_budget
-from oryx_mllm.errors import OryxError, ViewDecodeError, ViewModalityError
+from oryx_mllm.errors import OryxError, ViewError
 from oryx_mllm.processing.options import VideoOptions
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
@@ -316,7 +316,7 @@ def _decode(
         return processor.preprocess(
             {"type": "multiview", "views": views, "marks": marks, "compression": r}
         )
-    except (ViewDecodeError, ViewModalityError) as exc:  # preprocess_views names the view
+    except ViewError as exc:  # preprocess_views names the view that failed
         raise from_oryx_error(exc, param=f"{param}.views[{exc.view}]") from exc
 
 
