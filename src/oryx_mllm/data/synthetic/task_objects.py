@@ -38,8 +38,8 @@ from oryx_mllm.data.synthetic.common import (
 from oryx_mllm.errors import ConfigError
 
 IMAGE_SIDES: tuple[int, ...] = (128, 160, 192, 224, 256)
-# The most objects a scene may hold: 12 discs of radius 6.5-12% of the side always fit (200 of 200
-# scenes of exactly 12 placed; at 16, 6 of 200 could not be).
+# The most objects a scene may hold: scenes of exactly 12 discs (radius 6.5-12% of the side) were
+# placed in 200 of 200 tries; at 16, 6 of 200 could not be.
 MAX_OBJECTS = 12
 
 COLOR_TEMPLATES = (
