@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw
 
 from oryx_mllm.data.synthetic import generate
 from oryx_mllm.data.synthetic.common import bitmap_font
+from oryx_mllm.errors import ConfigError
 
 DIGITS = "0123456789"
 PHASES = [(0, 0), (1, 0), (0, 1), (1, 1)]
@@ -89,6 +90,42 @@ def test_line_code_answer_matches_meta():
         assert f"line {k}" in s.question
         assert s.answer == s.meta["codes"][k - 1] and s.answer.isdigit() and 4 <= len(s.answer) <= 6
         assert s.meta["lines"][k - 1].split()[:2] == [str(k), s.answer]
+
+
+def _ink_rows(img: Image.Image) -> np.ndarray:
+    """Rows of the page that carry ink (the paper is >= 232 in every channel)."""
+    return np.flatnonzero((np.asarray(img.convert("L")) < 150).any(axis=1))
+
+
+def test_line_code_max_lines_one_draws_one_line():
+    for i in range(5):
+        s = generate("documents/line_code", 3, i, page_sides=(256,), max_lines=1)
+        assert s.meta["codes"] == [s.answer] and "line 1" in s.question
+        rows = _ink_rows(s.media)
+        assert rows.max() - rows.min() < 11  # one line of 6 x 11 px glyphs
+
+
+def test_line_code_scale_magnifies_the_font():
+    s1 = generate("documents/line_code", 3, 0, page_sides=(256,), max_lines=1)
+    s3 = generate("documents/line_code", 3, 0, page_sides=(256,), max_lines=1, scale=3)
+    assert s3.answer == s1.answer  # the same page drawn larger
+    h1, h3 = (np.ptp(_ink_rows(s.media)) + 1 for s in (s1, s3))
+    assert h3 == 3 * h1
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_lines": 0},
+        {"max_lines": 31},
+        {"scale": 0},
+        {"scale": 5},
+        {"scale": 4, "page_sides": (64,)},
+    ],
+)
+def test_line_code_rejects_bad_page_options(kwargs):
+    with pytest.raises(ConfigError, match="line_code"):
+        generate("documents/line_code", 3, 0, **kwargs)
 
 
 def test_key_lookup_answer_matches_meta():

@@ -31,6 +31,7 @@ from oryx_mllm.data.synthetic.common import (
     GLYPH_W,
     LABELS,
     SyntheticSample,
+    big_text,
     choice,
     draw_text,
     make_question,
@@ -38,6 +39,7 @@ from oryx_mllm.data.synthetic.common import (
     sample_without_replacement,
     text_size,
 )
+from oryx_mllm.errors import ConfigError
 
 PAGE_SIDES: tuple[int, ...] = (448, 512, 576, 640, 704, 768)
 FORM_KEYS: tuple[str, ...] = ("ID", "REF", "NO", "PIN", "ZIP", "TEL", "ACC", "INV")
@@ -120,22 +122,42 @@ def _page_size(rng: np.random.Generator, sides: tuple[int, ...] = PAGE_SIDES) ->
 
 
 def line_code(
-    rng: np.random.Generator, seed: int, index: int, page_sides=PAGE_SIDES
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    page_sides=PAGE_SIDES,
+    max_lines: int = 30,
+    scale: int = 1,
 ) -> SyntheticSample:
-    """Numbered lines ``' 3  48213  lot 72'``; ask for the code on one line."""
+    """Numbered lines ``' 3  48213  lot 72'``; ask for the code on one line.
+
+    ``max_lines`` (1-30) and ``scale`` (the font magnified 1-4 times, nearest neighbour) make
+    easier pages for learning probes; the defaults are the family's small-text pages."""
     task = "documents/line_code"
+    if not 1 <= max_lines <= 30:
+        raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
+    if not 1 <= scale <= 4:
+        raise ConfigError(f"line_code scale must be 1..4, got {scale}")
     w, h = _page_size(rng, page_sides)
     img = _page(rng, (w, h))
     draw = ImageDraw.Draw(img)
     ink = _ink(rng)
-    spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11))
+    spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11)) * scale
     x0, y0 = int(rng.integers(12, 60)), int(rng.integers(12, 50))
-    n_lines = int(min(30, (h - y0 - 12) // spacing, rng.integers(8, 31)))
+    fit = (h - y0 - 12) // spacing
+    if fit < 1:
+        raise ConfigError(f"line_code: a {h} px page has no room for a line at scale {scale}")
+    n_lines = int(min(max_lines, fit, rng.integers(min(8, max_lines), max_lines + 1)))
     codes = _distinct_codes(rng, n_lines)
     lines = []
     for k, code in enumerate(codes, start=1):
         text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
-        draw_text(draw, (x0, y0 + (k - 1) * spacing), text, ink)
+        xy = (x0, y0 + (k - 1) * spacing)
+        if scale == 1:
+            draw_text(draw, xy, text, ink)
+        else:
+            glyphs = big_text(text, scale, ink)
+            img.paste(glyphs, xy, glyphs)
         lines.append(text)
     k = int(rng.integers(1, n_lines + 1))
     return SyntheticSample(
@@ -297,11 +319,13 @@ def line_session(
     index: int,
     page_sides=PAGE_SIDES,
     turns: int = 8,
+    max_lines: int = 30,
+    scale: int = 1,
 ) -> SyntheticSample:
     """Training only: one ``line_code`` page read line after line in a multi-turn conversation
     (the code of ``turns`` different lines), so a page is encoded once and supervised many times.
     """
-    sample = line_code(rng, seed, index, page_sides=page_sides)
+    sample = line_code(rng, seed, index, page_sides=page_sides, max_lines=max_lines, scale=scale)
     codes, asked = sample.meta["codes"], sample.meta["line"]
     order = [int(k) + 1 for k in rng.permutation(len(codes)) if int(k) + 1 != asked]
     followups = [(choice(rng, LINE_TEMPLATES).format(k=k), codes[k - 1]) for k in order]
