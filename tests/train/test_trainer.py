@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -244,3 +245,14 @@ def test_an_attention_backend_that_cannot_train_here_stops_the_run_first(
     )
     with pytest.raises(ConfigError, match=f"model.attn_implementation '{impl}' {message}.*sdpa"):
         train(cfg)
+
+
+def test_the_divergence_message_says_when_deepspeed_already_applied_the_update(tmp_path):
+    from oryx_mllm.train.trainer import _diverged
+
+    cfg = SimpleNamespace(optim=SimpleNamespace(lr=1e-3))
+    plain = _diverged(float("nan"), 3, cfg, tmp_path)
+    deepspeed = _diverged(float("nan"), 3, cfg, tmp_path, updated=True)
+    assert "stopped before the update" in plain
+    assert "stopped after the update (DeepSpeed applies it in backward)" in deepspeed
+    assert "no checkpoint was saved" in deepspeed

@@ -468,7 +468,7 @@ def _train_stages(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
 
 def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
 
     # a text-only micro-batch leaves the connector unused: DDP must tolerate that
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
@@ -612,7 +612,11 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                     torch.as_tensor(loss_sum, device=accelerator.device), "mean"
                 ).item()
                 if not math.isfinite(mean_loss):
-                    raise TrainingError(_diverged(mean_loss, step + 1, cfg, output_dir))
+                    # under DeepSpeed accelerate's backward has already run the engine's step
+                    updated = accelerator.distributed_type == DistributedType.DEEPSPEED
+                    raise TrainingError(
+                        _diverged(mean_loss, step + 1, cfg, output_dir, updated=updated)
+                    )
                 if cfg.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
                 optimizer.step()
@@ -684,16 +688,20 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     return result
 
 
-def _diverged(loss: float, step: int, cfg: TrainConfig, output_dir: Path) -> str:
-    """The message of a run stopped by a non-finite loss at optimiser step ``step``."""
+def _diverged(
+    loss: float, step: int, cfg: TrainConfig, output_dir: Path, updated: bool = False
+) -> str:
+    """The message of a run stopped by a non-finite loss at optimiser step ``step``;
+    ``updated``: the step's update was already applied (DeepSpeed steps inside backward)."""
     last = latest_checkpoint(output_dir)
+    when = "after the update (DeepSpeed applies it in backward)" if updated else "before the update"
     saved = (
         f"the last checkpoint is {last} (its step's loss was finite)"
         if last is not None
         else "no checkpoint was saved"
     )
     return (
-        f"the training loss is {loss} at step {step}: stopped before the update, without saving "
+        f"the training loss is {loss} at step {step}: stopped {when}, without saving "
         f"a final model; {saved}. Lower optim.lr (now {cfg.optim.lr:g}) or check the data"
     )
 
