@@ -40,6 +40,9 @@ from oryx_mllm.train.trainer import batch_to_device
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
+# the scenes --text-scene-steps writes as text: a 4 x 4 grid, one object per cell (the pictures
+# that follow may be laid out differently, with --objects-kwargs)
+TEXT_GRID = {"cell": 16, "sides": (64,)}
 # documents tasks whose generator takes page kwargs (``page_sides``)
 PAGE_TASKS = {
     "documents/line_code",
@@ -455,12 +458,22 @@ def main() -> None:
     )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument(
+        "--text-scene-steps",
+        type=int,
+        default=0,
+        help="first train N steps on the objects tasks with a 4 x 4 grid scene written as text "
+        "(scripts/text_scene_probe.py's scene in place of <image>), as an LLM pretrained on "
+        "text would come to the pictures; held-out scenes are scored as text too (text:...)",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
 
     tasks = [t for n in a.tasks.split(",") for t in list_tasks(n)]
     eval_tasks = [t for n in a.eval_tasks.split(",") for t in list_tasks(n)]
     warm_tasks = [t for n in (a.warmup_tasks or "").split(",") if n for t in list_tasks(n)]
+    if a.text_scene_steps and (a.warmup_steps or not all(t.startswith("objects/") for t in tasks)):
+        p.error("--text-scene-steps needs objects --tasks and no --warmup-steps")
     if a.oracle_objects and any(
         not t.startswith("objects/") for t in tasks + eval_tasks + warm_tasks
     ):
@@ -555,9 +568,21 @@ def main() -> None:
     def train_example(task: str, index: int):
         return example(task, a.seed, index, **task_kwargs.get(task, {}))
 
-    def make_loader(names: list[str]):
+    def text_example(task: str, index: int, seed: int | None = None):
+        """The objects sample as a text-only conversation: its grid scene written out."""
+        from text_scene_probe import scene_text  # scripts/ is on sys.path
+
+        kwargs = {**(task_kwargs.get(task, {}) if seed is None else {}), **TEXT_GRID}
+        s = probe_sample(task, a.seed if seed is None else seed, index, **kwargs)
+        item = record(s)
+        scene = scene_text(s.meta["objects"], s.meta["size"][0], TEXT_GRID["cell"])
+        first = item["conversations"][0]
+        first["value"] = first["value"].replace("<image>\n", scene, 1)
+        return transform({**item, "modality": "text", "media": []})
+
+    def make_loader(names: list[str], make=train_example):
         return DataLoader(
-            Stream(names, train_example),
+            Stream(names, make),
             batch_size=a.batch_size,
             num_workers=a.num_workers,
             collate_fn=lambda b: collate(b)[0],
@@ -569,6 +594,12 @@ def main() -> None:
         for i in range(a.eval_per_task)
         for t in eval_tasks
     ]
+    if a.text_scene_steps:  # the same held-out scenes as text: did the text stage learn?
+        held_out += [
+            (f"text:{t}", text_example(t, i, seed=TEST_SEED_MIN))
+            for i in range(a.eval_per_task)
+            for t in eval_tasks
+        ]
     held_out += [
         (f"{t}+marks", example(t, TEST_SEED_MIN, i, marks=True))
         for i in range(a.eval_per_task)
@@ -604,7 +635,10 @@ def main() -> None:
     )
 
     start, ema, step = time.time(), None, 0
-    batches = iter(make_loader(warm_tasks if a.warmup_steps else tasks))
+    if a.text_scene_steps:
+        batches = iter(make_loader(tasks, text_example))
+    else:
+        batches = iter(make_loader(warm_tasks if a.warmup_steps else tasks))
     while step < total:
         step += 1
         if step == 26:
@@ -615,6 +649,9 @@ def main() -> None:
             total = max(51, int(50 + (0.9 * a.time_budget - (time.time() - start)) / per_step))
             eval_every = max(1, total // 4)
             print(f"time budget: {per_step:.3f} s/step -> {total} steps", flush=True)
+        if a.text_scene_steps and step == a.text_scene_steps + 1:
+            batches = iter(make_loader(tasks))
+            print(f"step {step}: from text scenes to pictures", flush=True)
         if a.warmup_steps and step == a.warmup_steps + 1:
             batches = iter(make_loader(tasks))
         if a.freeze_vit and step == a.unfreeze_vit_at:
