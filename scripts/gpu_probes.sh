@@ -27,11 +27,10 @@ objects=(--tasks objects/qa_session --eval-tasks objects)
 grid='{"cell":16,"sides":[64]}'  # one object per 16 px patch on a 4 x 4 grid (no spaces: one word)
 short=(--tasks short_videos --eval-tasks short_videos)
 multiview=(--tasks multiview/scene_session --eval-tasks multiview/count,multiview/left_right,multiview/closer --marks 0.5 --mark-radius-frac 0.12)
-pages='{"page_sides":[256]}'  # documents at the tiny model's scale: 256 px pages, 256 tokens
-lines=(--tasks documents/line_session --eval-tasks documents/line_code --documents-kwargs $pages)
-keys=(--tasks documents/key_session --eval-tasks documents/key_lookup --documents-kwargs $pages)
-# easier pages: one line per page ("one"), the font magnified 2-3x ("s2", "s3")
+# documents line probes with the page kwargs $1 (JSON, no spaces): the tiny model's scale is
+# 256 px pages (256 tokens); easier pages have one line ("one"), the font magnified 2-3x ("s2", "s3")
 page() { echo "--tasks documents/line_session --eval-tasks documents/line_code --documents-kwargs $1"; }
+keys=(--tasks documents/key_session --eval-tasks documents/key_lookup --documents-kwargs '{"page_sides":[256]}')
 declare -A probes=(
   [obj_frozen]="${objects[*]} --freeze-vit"
   [obj_frozen_lr3e-3]="${objects[*]} --freeze-vit --lr 3e-3"
@@ -54,12 +53,12 @@ declare -A probes=(
   [short_rms_lr5e-4]="${short[*]} --freeze-vit --lr 5e-4 --visual-rms-match"
   [mv_frozen_lr5e-4]="${multiview[*]} --freeze-vit --lr 5e-4"
   [mv_rms_lr5e-4]="${multiview[*]} --freeze-vit --lr 5e-4 --visual-rms-match"
-  [doc_frozen_lr5e-4]="${lines[*]} --freeze-vit --lr 5e-4"
-  [doc_vit_trained_lr5e-4]="${lines[*]} --lr 5e-4"
-  [doc_vit_trained]="${lines[*]}"
-  [doc_vit_trained_rms_lr5e-4]="${lines[*]} --lr 5e-4 --visual-rms-match"
+  [doc_frozen_lr5e-4]="$(page '{"page_sides":[256]}') --freeze-vit --lr 5e-4"
+  [doc_vit_trained_lr5e-4]="$(page '{"page_sides":[256]}') --lr 5e-4"
+  [doc_vit_trained]="$(page '{"page_sides":[256]}')"
+  [doc_vit_trained_rms_lr5e-4]="$(page '{"page_sides":[256]}') --lr 5e-4 --visual-rms-match"
   [key_vit_trained_lr5e-4]="${keys[*]} --lr 5e-4"
-  [doc512_vit_trained_lr5e-4]="${lines[*]/\[256\]/[512]} --lr 5e-4 --image-max-pixels 262144"
+  [doc512_vit_trained_lr5e-4]="$(page '{"page_sides":[512]}') --lr 5e-4 --image-max-pixels 262144"
   [doc_one_s1_vit_trained_lr5e-4]="$(page '{"page_sides":[256],"max_lines":1}') --lr 5e-4"
   [doc_one_s2_vit_trained_lr5e-4]="$(page '{"page_sides":[256],"max_lines":1,"scale":2}') --lr 5e-4"
   [doc_one_s3_vit_trained_lr5e-4]="$(page '{"page_sides":[256],"max_lines":1,"scale":3}') --lr 5e-4"

@@ -352,6 +352,22 @@ def evaluate(model, collate, examples, tokens: dict | None = None) -> dict[str, 
     return {t: round(sum(v) / len(v), 3) for t, v in hits.items()}
 
 
+def generator_kwargs(p: argparse.ArgumentParser, option: str, text: str, task: str) -> dict:
+    """``option``'s JSON object of generator kwargs, tried once on ``task``: a bad value is named
+    here, not in a traceback from the first batch."""
+    try:
+        kwargs = json.loads(text)
+    except json.JSONDecodeError as e:
+        p.error(f"{option} is not valid JSON: {e}")
+    if not isinstance(kwargs, dict):
+        p.error(f"{option} must be a JSON object, e.g. {{}}")
+    try:
+        generate(task, 0, 0, **kwargs)
+    except (ConfigError, TypeError, ValueError) as e:
+        p.error(f"{option}: {e}")
+    return kwargs
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tasks", default="objects/qa_session", help="comma-separated tasks/families")
@@ -500,26 +516,10 @@ def main() -> None:
         isinstance(v, dict) for v in task_kwargs.values()
     ):
         p.error('--task-kwargs must map task names to objects, e.g. {"objects/qa_session": {}}')
-    try:
-        objects_kwargs = json.loads(a.objects_kwargs)
-    except json.JSONDecodeError as e:
-        p.error(f"--objects-kwargs is not valid JSON: {e}")
-    if not isinstance(objects_kwargs, dict):
-        p.error('--objects-kwargs must be a JSON object, e.g. {"cell": 16}')
-    try:  # a bad scene argument is named here, not in a traceback from the first batch
-        generate("objects/color", a.seed, 0, **objects_kwargs)
-    except (ConfigError, TypeError, ValueError) as e:
-        p.error(f"--objects-kwargs: {e}")
-    try:
-        documents_kwargs = json.loads(a.documents_kwargs)
-    except json.JSONDecodeError as e:
-        p.error(f"--documents-kwargs is not valid JSON: {e}")
-    if not isinstance(documents_kwargs, dict):
-        p.error('--documents-kwargs must be a JSON object, e.g. {"page_sides": [256]}')
-    try:
-        generate("documents/line_code", a.seed, 0, **documents_kwargs)
-    except (ConfigError, TypeError, ValueError) as e:
-        p.error(f"--documents-kwargs: {e}")
+    objects_kwargs = generator_kwargs(p, "--objects-kwargs", a.objects_kwargs, "objects/color")
+    documents_kwargs = generator_kwargs(
+        p, "--documents-kwargs", a.documents_kwargs, "documents/line_code"
+    )
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
