@@ -121,6 +121,7 @@ def test_line_code_scale_magnifies_the_font():
         {"scale": 0},
         {"scale": 5},
         {"scale": 4, "page_sides": (64,)},
+        {"scale": 4, "page_sides": (256,)},  # the codes would run off the page's right edge
     ],
 )
 def test_line_code_rejects_bad_page_options(kwargs):

@@ -138,15 +138,20 @@ def line_code(
         raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
     if not 1 <= scale <= 4:
         raise ConfigError(f"line_code scale must be 1..4, got {scale}")
+    # the page must hold, wherever the text starts, one line and the code column (' 3  ' and up
+    # to 6 digits); checked on the smallest side so that no seed fails where another did not
+    if min(page_sides) < 59 + 10 * GLYPH_W * scale or min(page_sides) < 61 + (GLYPH_H + 10) * scale:
+        raise ConfigError(
+            f"line_code: pages of {min(page_sides)} px are too small for the text at scale {scale}"
+            f" (at least {max(59 + 10 * GLYPH_W * scale, 61 + (GLYPH_H + 10) * scale)} px)"
+        )
     w, h = _page_size(rng, page_sides)
     img = _page(rng, (w, h))
     draw = ImageDraw.Draw(img)
     ink = _ink(rng)
     spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11)) * scale
     x0, y0 = int(rng.integers(12, 60)), int(rng.integers(12, 50))
-    fit = (h - y0 - 12) // spacing
-    if fit < 1:
-        raise ConfigError(f"line_code: a {h} px page has no room for a line at scale {scale}")
+    fit = (h - y0 - 12) // spacing  # >= 1 by the check above
     n_lines = int(min(max_lines, fit, rng.integers(min(8, max_lines), max_lines + 1)))
     codes = _distinct_codes(rng, n_lines)
     lines = []
