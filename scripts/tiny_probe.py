@@ -482,6 +482,13 @@ def main() -> None:
         "(scripts/text_scene_probe.py's scene in place of <image>), as an LLM pretrained on "
         "text would come to the pictures; held-out scenes are scored as text too (text:...)",
     )
+    p.add_argument(
+        "--picture-lr",
+        type=float,
+        default=None,
+        help="with --text-scene-steps: the peak lr from the first picture step on "
+        "(the schedule's shape is unchanged); default: --lr",
+    )
     a = p.parse_args()
     torch.manual_seed(a.seed)
 
@@ -651,6 +658,8 @@ def main() -> None:
             print(f"time budget: {per_step:.3f} s/step -> {total} steps", flush=True)
         if a.text_scene_steps and step == a.text_scene_steps + 1:
             batches = iter(make_loader(tasks))
+            if a.picture_lr:  # LambdaLR scales base_lrs: the schedule goes on at the new peak
+                sched.base_lrs = [a.picture_lr] * len(sched.base_lrs)
             print(f"step {step}: from text scenes to pictures", flush=True)
         if a.warmup_steps and step == a.warmup_steps + 1:
             batches = iter(make_loader(tasks))
