@@ -138,12 +138,13 @@ def line_code(
         raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
     if not 1 <= scale <= 4:
         raise ConfigError(f"line_code scale must be 1..4, got {scale}")
-    # the page must hold, wherever the text starts, one line and the code column (' 3  ' and up
-    # to 6 digits); checked on the smallest side so that no seed fails where another did not
-    if min(page_sides) < 59 + 10 * GLYPH_W * scale or min(page_sides) < 61 + (GLYPH_H + 10) * scale:
+    # the page must hold, wherever the text starts (x0 < 60, y0 < 50), the code column (' 3  '
+    # and up to 6 digits) and one line; checked on the smallest side, so no seed fails alone
+    need = max(59 + 10 * GLYPH_W * scale, 61 + (GLYPH_H + 10) * scale)
+    if min(page_sides) < need:
         raise ConfigError(
             f"line_code: pages of {min(page_sides)} px are too small for the text at scale {scale}"
-            f" (at least {max(59 + 10 * GLYPH_W * scale, 61 + (GLYPH_H + 10) * scale)} px)"
+            f" (at least {need} px)"
         )
     w, h = _page_size(rng, page_sides)
     img = _page(rng, (w, h))
