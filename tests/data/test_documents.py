@@ -122,6 +122,7 @@ def test_line_code_scale_magnifies_the_font():
         {"scale": 5},
         {"scale": 4, "page_sides": (64,)},
         {"scale": 4, "page_sides": (256,)},  # the codes would run off the page's right edge
+        {"page_sides": ()},
     ],
 )
 def test_line_code_rejects_bad_page_options(kwargs):

@@ -138,6 +138,8 @@ def line_code(
         raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
     if not 1 <= scale <= 4:
         raise ConfigError(f"line_code scale must be 1..4, got {scale}")
+    if not page_sides:
+        raise ConfigError("line_code page_sides must list at least one side")
     # the page must hold, wherever the text starts (x0 < 60, y0 < 50), the code column (' 3  '
     # and up to 6 digits) and one line; checked on the smallest side, so no seed fails alone
     need = max(59 + 10 * GLYPH_W * scale, 61 + (GLYPH_H + 10) * scale)
