@@ -527,6 +527,11 @@ def main() -> None:
     documents_kwargs = generator_kwargs(
         p, "--documents-kwargs", a.documents_kwargs, "documents/line_code"
     )
+    for t in sorted(PAGE_TASKS & set(tasks + eval_tasks)):  # the key tasks take fewer kwargs
+        try:
+            generate(t, 0, 0, **documents_kwargs)
+        except (ConfigError, TypeError, ValueError) as e:
+            p.error(f"--documents-kwargs for {t}: {e}")
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
