@@ -24,18 +24,9 @@ from tiny_probe import train_step  # scripts/ is on sys.path when this file is r
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate, list_tasks
+from oryx_mllm.data.synthetic.task_objects import scene_text
 from oryx_mllm.data.tokenizer import build_tokenizer
 from oryx_mllm.errors import ConfigError
-
-
-def scene_text(objects: list[dict], side: int, cell: int) -> str:
-    """The grid as text: row-major cells, `` colour shape`` or `` .``, rows ended by `` |``."""
-    per_row = side // cell
-    cells = [" ."] * (per_row * per_row)
-    for o in objects:
-        cells[int(o["y"] // cell) * per_row + int(o["x"] // cell)] = f" {o['color']} {o['shape']}"
-    rows = ["".join(cells[r * per_row : (r + 1) * per_row]) + " |" for r in range(per_row)]
-    return "scene:" + "".join(rows) + "\n"
 
 
 def merged_scene(tok, objects: list[dict], side: int, cell: int) -> tuple[list[int], list[int]]:

@@ -29,6 +29,7 @@ from oryx_mllm.config import OryxConfig
 from oryx_mllm.data.build import has_marks, long_video_indices, long_video_span, marked_views
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
+from oryx_mllm.data.synthetic.task_objects import scene_text
 from oryx_mllm.data.tokenizer import build_tokenizer
 from oryx_mllm.errors import ConfigError
 from oryx_mllm.model import OryxForConditionalGeneration
@@ -582,8 +583,6 @@ def main() -> None:
 
     def text_example(task: str, index: int, seed: int | None = None):
         """The objects sample as a text-only conversation: its grid scene written out."""
-        from text_scene_probe import scene_text  # scripts/ is on sys.path
-
         kwargs = {**(task_kwargs.get(task, {}) if seed is None else {}), **TEXT_GRID}
         s = probe_sample(task, a.seed if seed is None else seed, index, **kwargs)
         item = record(s)

@@ -84,6 +84,15 @@ def test_session_records_are_multi_turn(tmp_path):
         assert conv[1]["value"] == rec["answer"]
 
 
+def test_text_session_records_have_no_media_and_load_as_text(tmp_path):
+    path = build_split(tmp_path, {"objects/text_session": 2})
+    ds = OryxJsonDataset([str(path)], str(tmp_path))
+    for rec, i in zip(json.loads(path.read_text()), range(len(ds)), strict=True):
+        assert not {"image", "video", "video_long", "views"} & set(rec)
+        assert rec["conversations"][0]["value"].startswith("scene:")
+        assert ds[i]["modality"] == "text" and ds[i]["media"] == []
+
+
 def test_marks_are_drawn_in_the_given_style(tmp_path):
     import io
 

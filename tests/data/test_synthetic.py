@@ -31,6 +31,8 @@ from oryx_mllm.errors import ConfigError
 
 
 def media_bytes(s: SyntheticSample) -> bytes:
+    if s.media is None:  # a text-only sample: the scene is in the question
+        return s.question.encode()
     if isinstance(s.media, Image.Image):
         return s.media.tobytes()
     if isinstance(s.media, NeedleVideo):
@@ -345,7 +347,11 @@ def test_session_format(task):
         s = generate(task, 0, i)
         turns = _turns(s)
         assert len(turns) >= 2 and s.task == task
-        assert s.question.startswith(s.placeholder + "\n")
+        if s.modality == "text":  # the scene written out takes the placeholder's place
+            assert s.placeholder is None and s.media is None
+            assert s.question.startswith("scene:") and "<image>" not in s.question
+        else:
+            assert s.question.startswith(s.placeholder + "\n")
         assert all("<image>" not in q and "<video>" not in q for q, _ in turns[1:])
         assert len({q for q, _ in turns}) == len(turns)  # no question asked twice
         assert all(a and "\n" not in a for _, a in turns)
@@ -356,14 +362,15 @@ def test_sessions_belong_to_no_family():
     assert not in_families & set(TRAIN_TASKS)
 
 
-def test_objects_session_answers_match_the_scene():
+@pytest.mark.parametrize("task", ["objects/qa_session", "objects/text_session"])
+def test_objects_session_answers_match_the_scene(task):
     from oryx_mllm.data.synthetic.task_objects import describe_objects
 
     for i in range(10):
-        s = generate("objects/qa_session", 0, i)
+        s = generate(task, 0, i)
         objs = s.meta["objects"]
         for q, a in _turns(s):
-            q = q.removeprefix("<image>\n")
+            q = q.removeprefix("<image>\n").split("\n")[-1]  # text_session: after the scene
             if q.startswith(("List the objects", "Which objects")):
                 assert a == describe_objects(objs)
                 assert a.count(",") == len(objs) - 1
@@ -496,3 +503,28 @@ def test_video_session_answers_match_the_frames():
 def test_session_turns_must_be_positive(task, kwargs):
     with pytest.raises(ValueError, match="turns >= 1"):
         generate(task, 0, 0, turns=0, **kwargs)
+
+
+def test_scene_text_writes_the_grid_row_major():
+    from oryx_mllm.data.synthetic.task_objects import scene_text
+
+    objects = [
+        {"shape": "square", "color": "red", "x": 40.0, "y": 8.0},  # row 0, column 2
+        {"shape": "circle", "color": "blue", "x": 5.0, "y": 60.0},  # row 3, column 0
+    ]
+    assert scene_text(objects, side=64, cell=16) == (
+        "scene: . . red square . | . . . . | . . . . | blue circle . . . |\n"
+    )
+
+
+def test_text_session_writes_its_own_grid_scene():
+    from oryx_mllm.data.synthetic.task_objects import scene_text
+
+    for i in range(10):
+        s = generate("objects/text_session", 0, i, cell=32, side=128)
+        assert s.modality == "text" and s.meta["size"] == (128, 128) and s.meta["cell"] == 32
+        scene = scene_text(s.meta["objects"], 128, 32)
+        assert s.question.startswith(scene) and scene.count("|") == 4
+        assert scene.count(" square") + scene.count(" circle") + scene.count(" triangle") == len(
+            s.meta["objects"]
+        )

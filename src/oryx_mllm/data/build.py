@@ -224,7 +224,9 @@ def _samples(counts, seed, task_kwargs, long_frames):
 def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: BuildOptions):
     rec: dict = {"id": sample.id}
     extra: dict = {"task": sample.task, "family": family_of(sample.task), "answer": sample.answer}
-    if sample.modality == "image":
+    if sample.modality == "text":
+        pass  # the scene is in the question; the record has no media key
+    elif sample.modality == "image":
         rec["image"] = writers["images"].append(png_bytes(sample.media))
     elif sample.modality == "video":
         rec["video"] = writers["frames"].append([png_bytes(f) for f in sample.media])

@@ -16,7 +16,9 @@ Training-only multi-turn tasks (``TRAIN_TASKS``, in no family): ``objects/qa_ses
 ``documents/line_session``, ``documents/key_session``, ``multiview/scene_session`` and
 ``short_videos/video_session`` ask several questions about ONE image / scene / video (``SyntheticSample.turns``), so its visual tokens are computed
 once and supervised many times, which made the embedded tiny model learn faster on a CPU budget
-(docs/default_model.md).
+(docs/default_model.md). ``objects/text_session`` is the one text-only task (modality ``"text"``,
+no media): an objects session on a grid scene written out as text, for a text stage before the
+visual ones (docs/default_model.md, "Text first").
 
 Seeds and splits. Sample ``index`` of task ``task`` in the stream with base seed ``seed`` is drawn
 from ``SeedSequence([seed, crc32(task), index])``: it depends on nothing else, so streams are

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from oryx_mllm.checks import check_range
 
-SampleModality = Literal["image", "video", "video_long", "multiview"]
+SampleModality = Literal["text", "image", "video", "video_long", "multiview"]
 
 # Closed answer vocabulary. Colours are far apart in RGB so they survive downscaling and pooling.
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -68,8 +68,9 @@ class SyntheticSample:
     """One question/answer pair about a synthetic image, video or multi-view scene.
 
     ``media`` is a PIL image (``image``), a list of PIL frames (``video``, ``multiview``: one per
-    view) or a lazy :class:`FrameSource` (``video_long``). ``question`` starts with the ``<image>``
-    or ``<video>`` placeholder followed by a newline; ``answer`` is a short string from a small
+    view), a lazy :class:`FrameSource` (``video_long``) or ``None`` (``text``: a training-only
+    sample whose scene is written in the question). ``question`` starts with the ``<image>``
+    or ``<video>`` placeholder followed by a newline (``text``: no placeholder); ``answer`` is a short string from a small
     closed vocabulary (digits, colour/shape names, yes/no, left/right, ...). ``meta`` holds the
     ground truth the answer was derived from, so tests and evaluation can check it.
     """
@@ -85,7 +86,9 @@ class SyntheticSample:
     turns: list[tuple[str, str]] = field(default_factory=list)
 
     @property
-    def placeholder(self) -> str:
+    def placeholder(self) -> str | None:
+        if self.modality == "text":
+            return None
         return "<image>" if self.modality == "image" else "<video>"
 
 

@@ -314,6 +314,51 @@ def qa_session(
     return sample
 
 
+def scene_text(objects: list[dict], side: int, cell: int) -> str:
+    """A grid scene as text: row-major cells, `` colour shape`` or `` .``, rows ended by `` |``.
+
+    ``scene(cell=16, sides=(64,))`` becomes ``"scene: . red square . . | ... |\n"`` (4 x 4 cells).
+    """
+    per_row = side // cell
+    cells = [" ."] * (per_row * per_row)
+    for o in objects:
+        cells[int(o["y"] // cell) * per_row + int(o["x"] // cell)] = f" {o['color']} {o['shape']}"
+    rows = ["".join(cells[r * per_row : (r + 1) * per_row]) + " |" for r in range(per_row)]
+    return "scene:" + "".join(rows) + "\n"
+
+
+def text_session(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    turns: int = 6,
+    describe: bool = True,
+    cell: int = 16,
+    side: int = 64,
+    n_max: int = 6,
+) -> SyntheticSample:
+    """Training only: :func:`qa_session` on a grid scene (one object per ``cell``), with the
+    scene written out as text (:func:`scene_text`) in place of the picture: a text-only sample.
+
+    The text stage of ``recipes/tiny.yaml``: a real MLLM's LLM has learned to reason from text
+    before it sees a picture; the tiny one is trained from scratch, so it first learns the
+    objects questions on exact text scenes, which then carry over to the pictures
+    (docs/default_model.md, "Text first").
+    """
+    s = qa_session(rng, seed, index, turns, describe, sides=(side,), cell=cell, n_max=n_max)
+    question = scene_text(s.meta["objects"], side, cell) + s.question.removeprefix("<image>\n")
+    return SyntheticSample(
+        id=sample_id("objects/text_session", seed, index),
+        task="objects/text_session",
+        modality="text",
+        media=None,
+        question=question,
+        answer=s.answer,
+        meta={**s.meta, "cell": cell},
+        turns=s.turns,
+    )
+
+
 TASKS = {
     "objects/color": color,
     "objects/count": count,
@@ -321,7 +366,7 @@ TASKS = {
     "objects/exists": exists,
 }
 # Training-only tasks: not part of the family (held-out evaluation asks single questions).
-TRAIN_TASKS = {"objects/qa_session": qa_session}
+TRAIN_TASKS = {"objects/qa_session": qa_session, "objects/text_session": text_session}
 
 __all__ = [
     "IMAGE_SIDES",
@@ -330,6 +375,8 @@ __all__ = [
     "TRAIN_TASKS",
     "describe_objects",
     "qa_session",
+    "scene_text",
+    "text_session",
     "color",
     "count",
     "exists",
