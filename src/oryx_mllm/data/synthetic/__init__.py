@@ -18,7 +18,8 @@ Training-only multi-turn tasks (``TRAIN_TASKS``, in no family): ``objects/qa_ses
 once and supervised many times, which made the embedded tiny model learn faster on a CPU budget
 (docs/default_model.md). ``objects/text_session`` is the one text-only task (modality ``"text"``,
 no media): an objects session on a grid scene written out as text, for a text stage before the
-visual ones (docs/default_model.md, "Text first").
+visual ones (tried, not in the shipped recipe: docs/default_model.md, "Text first in the full
+recipe").
 
 Seeds and splits. Sample ``index`` of task ``task`` in the stream with base seed ``seed`` is drawn
 from ``SeedSequence([seed, crc32(task), index])``: it depends on nothing else, so streams are

@@ -70,9 +70,10 @@ class SyntheticSample:
     ``media`` is a PIL image (``image``), a list of PIL frames (``video``, ``multiview``: one per
     view), a lazy :class:`FrameSource` (``video_long``) or ``None`` (``text``: a training-only
     sample whose scene is written in the question). ``question`` starts with the ``<image>``
-    or ``<video>`` placeholder followed by a newline (``text``: no placeholder); ``answer`` is a short string from a small
-    closed vocabulary (digits, colour/shape names, yes/no, left/right, ...). ``meta`` holds the
-    ground truth the answer was derived from, so tests and evaluation can check it.
+    or ``<video>`` placeholder followed by a newline (``text``: no placeholder); ``answer`` is a
+    short string from a small closed vocabulary (digits, colour/shape names, yes/no, left/right,
+    ...). ``meta`` holds the ground truth the answer was derived from, so tests and evaluation
+    can check it.
     """
 
     id: str

@@ -340,10 +340,11 @@ def text_session(
     """Training only: :func:`qa_session` on a grid scene (one object per ``cell``), with the
     scene written out as text (:func:`scene_text`) in place of the picture: a text-only sample.
 
-    The text stage of ``recipes/tiny.yaml``: a real MLLM's LLM has learned to reason from text
-    before it sees a picture; the tiny one is trained from scratch, so it first learns the
-    objects questions on exact text scenes, which then carry over to the pictures
-    (docs/default_model.md, "Text first").
+    For a text stage: a real MLLM's LLM has learned to reason from text before it sees a
+    picture, and the tiny one is trained from scratch. In probes the objects questions learned
+    on these text scenes carried over to the pictures (docs/default_model.md, "Text first"); in
+    the full recipe they did not, so ``recipes/tiny.yaml`` does not use this task ("Text first
+    in the full recipe").
     """
     s = qa_session(rng, seed, index, turns, describe, sides=(side,), cell=cell, n_max=n_max)
     question = scene_text(s.meta["objects"], side, cell) + s.question.removeprefix("<image>\n")
