@@ -26,6 +26,7 @@ from oryx_mllm.processing.options import (
     multiview_options_from_dict,
     video_options_from_dict,
 )
+from oryx_mllm.train.precision import MIXED_PRECISION_VALUES
 
 
 class _RecipeLoader(yaml.SafeLoader):
@@ -343,7 +344,8 @@ class TrainConfig:
     gradient_accumulation_steps: int = 1
     epochs: int = 1
     max_steps: int | None = None  # optimiser steps; overrides epochs when set
-    mixed_precision: str = "no"  # no | bf16 | fp16
+    # no | bf16 | fp16 | auto (bf16 where it is fast, else no: oryx_mllm.train.precision)
+    mixed_precision: str = "no"
     gradient_checkpointing: bool = False
     save_steps: int = 500
     # After each save, keep the checkpoint just saved and the N-1 saved before it, deleting older
@@ -370,8 +372,10 @@ class TrainConfig:
         if Path(self.output_dir).exists() and not Path(self.output_dir).is_dir():
             raise ConfigError(f"output_dir {self.output_dir} exists and is not a folder")
         self.mixed_precision = mixed_precision_value(self.mixed_precision)
-        if self.mixed_precision not in ("no", "bf16", "fp16"):
-            raise ConfigError(f"mixed_precision {self.mixed_precision!r} not in no/bf16/fp16")
+        if self.mixed_precision not in MIXED_PRECISION_VALUES:
+            raise ConfigError(
+                f"mixed_precision {self.mixed_precision!r} not in {'/'.join(MIXED_PRECISION_VALUES)}"
+            )
         for name in (
             "per_device_batch_size",
             "gradient_accumulation_steps",

@@ -51,6 +51,7 @@ from oryx_mllm.files import fsync_path, read_json
 from oryx_mllm.train.config import TrainConfig, stage_configs
 from oryx_mllm.train.data import OryxJsonDataset, SkipCollate, SkippingDataset, SkipStats
 from oryx_mllm.train.packing import check_packing_support, lm_loss_sum, packed_attention_kwargs
+from oryx_mllm.train.precision import resolve_mixed_precision, warn_if_slow_bf16
 from oryx_mllm.train.records import iter_json_records, parse_sample
 from oryx_mllm.train.sampler import ModalityLengthGroupedSampler
 from oryx_mllm.train.stages import apply_stage, optimizer_groups, trainable_groups
@@ -473,8 +474,12 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     # a text-only micro-batch leaves the connector unused: DDP must tolerate that
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # without CUDA, run on CPU; under torchrun/accelerate launch that means gloo across processes
+    mixed_precision = resolve_mixed_precision(cfg.mixed_precision)
+    if cfg.mixed_precision == "auto":
+        logger.info("mixed_precision auto: %s on this machine", mixed_precision)
+    warn_if_slow_bf16(mixed_precision)
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision=mixed_precision,
         kwargs_handlers=[ddp],
         # One scheduler step per optimiser step on every process. Accelerate's default steps a
         # prepared scheduler num_processes times per call, which runs the schedule N times too

@@ -39,6 +39,7 @@ from oryx_mllm.data.synthetic.dense import (
 from oryx_mllm.errors import ConfigError, TrainingError
 from oryx_mllm.processing.image import normalize
 from oryx_mllm.train.config import load_typed_yaml, mixed_precision_value
+from oryx_mllm.train.precision import resolve_mixed_precision, warn_if_slow_bf16
 from oryx_mllm.vision import OryxViT, OryxViTConfig
 
 
@@ -53,7 +54,7 @@ class VisionPretrainConfig:
     weight_decay: float = 0.01
     warmup_ratio: float = 0.05
     foreground_weight: float = 0.0  # extra loss weight of a patch per unit of non-background
-    mixed_precision: str = "bf16"  # "bf16" (CPU/GPU autocast) or "no"
+    mixed_precision: str = "bf16"  # "bf16" (CPU autocast), "no", or "auto" (bf16 where fast)
     seed: int = 0
     num_workers: int = 1
     log_every: int = 25
@@ -72,9 +73,9 @@ class VisionPretrainConfig:
         check_range("warmup_ratio", self.warmup_ratio, at_least=0, at_most=1)
         check_range("foreground_weight", self.foreground_weight, at_least=0)
         self.mixed_precision = mixed_precision_value(self.mixed_precision)
-        if self.mixed_precision not in ("bf16", "no"):
+        if self.mixed_precision not in ("bf16", "no", "auto"):
             raise ConfigError(
-                f"mixed_precision must be 'bf16' or 'no', not {self.mixed_precision!r}"
+                f"mixed_precision must be 'bf16', 'no' or 'auto', not {self.mixed_precision!r}"
             )
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be >= 1")
@@ -195,11 +196,13 @@ def pretrain_vision(cfg: VisionPretrainConfig) -> Path:
         prefetch_factor=4 if cfg.num_workers else None,
     )
     batches = iter(loader)
+    bf16 = resolve_mixed_precision(cfg.mixed_precision, on_cuda=False) == "bf16"  # a CPU loop
+    warn_if_slow_bf16("bf16" if bf16 else "no", on_cuda=False)
     start = time.perf_counter()
     with open(out / "metrics.jsonl", "w") as log:
         for step in range(1, cfg.steps + 1):
             images, targets = next(batches)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.mixed_precision == "bf16"):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 loss, acc = dense_loss(vit, head, images, targets, cfg.foreground_weight)
             if not torch.isfinite(loss):
                 raise TrainingError(
