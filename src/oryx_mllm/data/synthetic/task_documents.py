@@ -157,7 +157,7 @@ def line_code(
     fit = (h - y0 - 12) // spacing  # >= 1 by the check above
     n_lines = int(min(max_lines, fit, rng.integers(min(8, max_lines), max_lines + 1)))
     codes = _distinct_codes(rng, n_lines)
-    lines = []
+    lines, line_xy = [], []
     for k, code in enumerate(codes, start=1):
         text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
         xy = (x0, y0 + (k - 1) * spacing)
@@ -167,6 +167,7 @@ def line_code(
             glyphs = big_text(text, scale, ink)
             img.paste(glyphs, xy, glyphs)
         lines.append(text)
+        line_xy.append(xy)
     k = int(rng.integers(1, n_lines + 1))
     return SyntheticSample(
         id=sample_id(task, seed, index),
@@ -175,7 +176,15 @@ def line_code(
         media=img,
         question=make_question(rng, "<image>", LINE_TEMPLATES, k=k),
         answer=codes[k - 1],
-        meta={"line": k, "codes": codes, "lines": lines, "size": (w, h), "digits": codes[k - 1]},
+        meta={
+            "line": k,
+            "codes": codes,
+            "lines": lines,
+            "line_xy": line_xy,  # each line's top-left corner in pixels
+            "scale": scale,
+            "size": (w, h),
+            "digits": codes[k - 1],
+        },
     )
 
 
