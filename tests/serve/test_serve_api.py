@@ -404,6 +404,13 @@ def test_a_video_given_as_a_view_is_named_by_its_index(server):
 def test_a_wrong_method_is_a_405_with_allow(server):
     r = httpx.get(server.url + "/v1/chat/completions")
     assert (r.status_code, r.headers["allow"]) == (405, "POST")
-    assert r.json()["error"]["type"] == "invalid_request_error"
+    err = r.json()["error"]
+    assert (err["type"], err["code"]) == ("invalid_request_error", "method_not_allowed")
     r = httpx.post(server.url + "/v1/models")
     assert (r.status_code, r.headers["allow"]) == (405, "GET")
+
+
+def test_an_unknown_path_is_a_404_with_a_code(server):
+    r = httpx.get(server.url + "/v1/nothing-here")
+    err = r.json()["error"]
+    assert (r.status_code, err["type"], err["code"]) == (404, "not_found_error", "unknown_path")

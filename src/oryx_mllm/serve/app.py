@@ -38,6 +38,9 @@ from oryx_mllm.serve.media import (
 from oryx_mllm.serve.settings import ServeSettings
 
 log = logging.getLogger(__name__)
+
+# machine-readable ``code`` of the errors Starlette raises itself (unknown path, wrong method)
+_HTTP_ERROR_CODES = {404: "unknown_path", 405: "method_not_allowed"}
 DISCONNECT_POLL_S = 0.1
 
 
@@ -190,8 +193,10 @@ def create_app(pipeline: OryxPipeline, settings: ServeSettings | None = None) ->
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        code = _HTTP_ERROR_CODES.get(exc.status_code)
         # Starlette's 405 carries the route's methods as an ``Allow`` header (RFC 9110 15.5.6)
-        return _error_response(APIError(exc.status_code, str(exc.detail), type=kind), exc.headers)
+        err = APIError(exc.status_code, str(exc.detail), type=kind, code=code)
+        return _error_response(err, exc.headers)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
