@@ -80,6 +80,12 @@ def main() -> None:
         default='{"page_sides": [256], "max_lines": 15}',
         help="line_code page kwargs, JSON (the fourteenth session's 256² pages by default)",
     )
+    p.add_argument(
+        "--lines-schedule",
+        default=None,
+        help="a curriculum of training pages, 'STEP:MAX_LINES,...' (e.g. '1:1,300:4,800:8,1300:15'):"
+        " from each STEP on, pages have that max_lines; held-out pages keep --documents-kwargs",
+    )
     a = p.parse_args()
     check_llm_args(p, a)
     if a.cell < 1:
@@ -89,6 +95,24 @@ def main() -> None:
         generate("documents/line_code", a.seed, 0, **kw)
     except (json.JSONDecodeError, ConfigError, TypeError) as e:
         p.error(f"--documents-kwargs: {e}")
+    schedule: list[tuple[int, int]] = []
+    if a.lines_schedule:
+        try:
+            schedule = sorted(
+                (int(s), int(n))
+                for s, n in (item.split(":") for item in a.lines_schedule.split(","))
+            )
+            for _, n in schedule:
+                generate("documents/line_code", a.seed, 0, **{**kw, "max_lines": n})
+        except (ValueError, ConfigError) as e:
+            p.error(f"--lines-schedule: {e}")
+        if schedule[0][0] != 1:
+            p.error("--lines-schedule must start at step 1")
+
+    def train_kwargs(step: int) -> dict:
+        lines = [n for s, n in schedule if s <= step]
+        return {**kw, "max_lines": lines[-1]} if lines else kw
+
     torch.manual_seed(a.seed)
     tok = build_tokenizer()
     held = [
@@ -103,7 +127,10 @@ def main() -> None:
         tok.pad_token_id,
         held,
         lambda index, step: encode(
-            tok, generate("documents/line_session", a.seed, index, **kw), a.form, a.cell
+            tok,
+            generate("documents/line_session", a.seed, index, **train_kwargs(step)),
+            a.form,
+            a.cell,
         ),
     )
 
