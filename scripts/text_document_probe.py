@@ -10,6 +10,8 @@ line 3?"):
   raster order: each square as the characters whose centre falls in it (`` 48``), an empty square
   as `` .``, the end of a row of squares as `` |``. The characters are exact, but a line's code
   is spread over several squares among the empty ones, as over several visual tokens.
+- ``fragments``: the ``cells`` form without its empty squares (the row ends stay): the same
+  split of a line's characters over squares, without the hundreds of `` .`` around them.
 
 The recipe's 4-layer Qwen2-shaped LLM is trained from scratch on ``documents/line_session``
 pages (up to 8 questions per page) and scored by teacher-forced exact match of the answer tokens
@@ -38,8 +40,9 @@ def lines_text(meta: dict) -> str:
     return "page:" + "".join(f"\n{line}" for line in meta["lines"]) + "\n"
 
 
-def cells_text(meta: dict, cell: int) -> str:
-    """The page as raster squares of ``cell`` px (see the module docstring)."""
+def cells_text(meta: dict, cell: int, empty: bool = True) -> str:
+    """The page as raster squares of ``cell`` px (see the module docstring); ``empty=False``
+    leaves the empty squares out (the ``fragments`` form)."""
     w, h = meta["size"]
     scale = meta["scale"]
     cols, rows = -(-w // cell), -(-h // cell)
@@ -52,14 +55,21 @@ def cells_text(meta: dict, cell: int) -> str:
                 squares[(row, col)] = squares.get((row, col), "") + ch
     parts = ["page:"]
     for r in range(rows):
-        parts += [f" {squares[(r, c)]}" if (r, c) in squares else " ." for c in range(cols)]
+        for c in range(cols):
+            if (r, c) in squares:
+                parts.append(f" {squares[(r, c)]}")
+            elif empty:
+                parts.append(" .")
         parts.append(" |")
     return "".join(parts) + "\n"
 
 
 def encode(tok, sample, form: str, cell: int) -> tuple[list[int], list[int], list[int]]:
     """Token ids, labels (-100 except on answers and their newline), no merged ids (all -1)."""
-    page = lines_text(sample.meta) if form == "lines" else cells_text(sample.meta, cell)
+    if form == "lines":
+        page = lines_text(sample.meta)
+    else:
+        page = cells_text(sample.meta, cell, empty=form == "cells")
     ids = tok.encode(page)
     labels = [-100] * len(ids)
     for q, a in [(sample.question, sample.answer), *sample.turns]:
@@ -73,8 +83,10 @@ def encode(tok, sample, form: str, cell: int) -> tuple[list[int], list[int], lis
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_llm_args(p, steps=1500, lr=5e-4)
-    p.add_argument("--form", choices=("lines", "cells"), default="cells")
-    p.add_argument("--cell", type=int, default=16, help="square size of the cells form, px")
+    p.add_argument("--form", choices=("lines", "cells", "fragments"), default="cells")
+    p.add_argument(
+        "--cell", type=int, default=16, help="square size of the cells and fragments forms, px"
+    )
     p.add_argument(
         "--documents-kwargs",
         default='{"page_sides": [256], "max_lines": 15}',

@@ -412,6 +412,9 @@ def main() -> None:
     )
     p.add_argument("--mark-radius-frac", type=float, default=MarkStyle.radius_frac)
     p.add_argument("--video-compression", type=int, default=2, help="short videos: 1, 2 or 4")
+    p.add_argument(
+        "--image-compression", type=int, default=1, help="images (objects, documents): 1, 2 or 4"
+    )
     p.add_argument("--llm-layers", type=int, default=4)
     p.add_argument("--llm-heads", type=int, default=4, help="query heads (KV heads: half)")
     p.add_argument("--llm-hidden", type=int, default=192)
@@ -512,6 +515,8 @@ def main() -> None:
         p.error("--marks must be a share between 0 and 1")
     if a.video_compression not in (1, 2, 4):
         p.error("--video-compression must be 1, 2 or 4")
+    if a.image_compression not in (1, 2, 4):
+        p.error("--image-compression must be 1, 2 or 4")
     try:
         check_device(a.device)
     except ConfigError as e:
@@ -537,7 +542,11 @@ def main() -> None:
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
     video = {**TINY_VIDEO, "min_pixels": a.video_pixels, "max_pixels": a.video_pixels}
-    compression = {**DataSpec().compression, "video": a.video_compression}
+    compression = {
+        **DataSpec().compression,
+        "video": a.video_compression,
+        "image": a.image_compression,
+    }
     view = {"min_pixels": a.view_pixels, "max_pixels": a.view_pixels} if a.view_pixels else {}
     try:
         multiview = {"frame": view, "marks": {"radius_frac": a.mark_radius_frac}}
