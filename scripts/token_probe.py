@@ -9,7 +9,13 @@ scored on the other 20%:
   4x4 token blocks around it (what average pooling would keep); and every token's own
   (column, row) (R²);
 - ``short_videos``: for ``short_videos/appear_order`` frames, the colour of the object covering
-  each LLM visual token (after compressor and projector), or "none".
+  each LLM visual token (after compressor and projector), or "none";
+- ``documents``: for every digit of ``documents/line_code`` pages (256², the font magnified
+  ``--documents-scale`` times), which digit it is from the OryxViT token under its centre and
+  from the mean of the 2x2 and 4x4 token blocks around it (chance 10%).
+
+``--encoder random`` puts a freshly initialised OryxViT of the same shape in place of the
+model's (what the tokens carry before any training).
 
     OMP_NUM_THREADS=1 python scripts/token_probe.py [--model PATH] [--position-init sincos]
 """
@@ -24,12 +30,12 @@ import torch
 import torch.nn.functional as F
 
 from oryx_mllm.data.synthetic import generate
-from oryx_mllm.data.synthetic.common import COLOR_NAMES, COLORS, SHAPES
+from oryx_mllm.data.synthetic.common import COLOR_NAMES, COLORS, GLYPH_H, GLYPH_W, SHAPES
 from oryx_mllm.errors import OryxError
 from oryx_mllm.pipeline import OryxPipeline
 from oryx_mllm.processing.image import ImageOptions, preprocess_image
 from oryx_mllm.processing.video import VideoOptions, preprocess_video
-from oryx_mllm.vision.encoder import SINCOS_SCALE, sincos_position_table
+from oryx_mllm.vision.encoder import SINCOS_SCALE, OryxViT, sincos_position_table
 
 DEFAULT_MODEL = "src/oryx_mllm/assets/oryx-tiny"
 TEST_SEED = 2_000_000
@@ -155,6 +161,36 @@ def probe_short_videos(model, video_opt: VideoOptions, n: int, compression: int 
     }
 
 
+@torch.no_grad()
+def probe_documents(model, image_opt: ImageOptions, n: int, scale: int = 1) -> dict[str, float]:
+    tower = model.vision_tower
+    feats, digit = [], []
+    pooled: dict[int, list[torch.Tensor]] = {2: [], 4: []}
+    for i in range(n):
+        s = generate("documents/line_code", TEST_SEED, i, page_sides=[256], scale=scale)
+        v = preprocess_image(s.media, image_opt, compression=1)
+        f, ((h, w),) = tower.encode([v.frames[1]])  # the native-resolution view
+        width, height = s.media.size
+        grid = f[0].float().reshape(h, w, -1)
+        for text, (x, y) in zip(s.meta["lines"], s.meta["line_xy"], strict=True):
+            r = min(int((y + GLYPH_H * scale / 2) / height * h), h - 1)
+            for k, ch in enumerate(text):
+                if not ch.isdigit():
+                    continue
+                c = min(int((x + (k + 0.5) * GLYPH_W * scale) / width * w), w - 1)
+                feats.append(grid[r, c])
+                for b, out in pooled.items():
+                    block = grid[r // b * b : r // b * b + b, c // b * b : c // b * b + b]
+                    out.append(block.reshape(-1, grid.shape[-1]).mean(0))
+                digit.append(int(ch))
+    y = torch.tensor(digit)
+    return {
+        "digits": len(y),
+        "digit": accuracy(*fit(torch.stack(feats), y)),
+        **{f"digit_mean_{b}x{b}": accuracy(*fit(torch.stack(v), y)) for b, v in pooled.items()},
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=DEFAULT_MODEL, help="an Oryx model folder")
@@ -166,9 +202,27 @@ def main() -> None:
     )
     p.add_argument("--objects", type=int, default=400, help="objects/color scenes")
     p.add_argument("--videos", type=int, default=300, help="short_videos/appear_order videos")
+    p.add_argument("--documents", type=int, default=100, help="documents/line_code pages")
+    p.add_argument("--documents-scale", type=int, default=1, help="the pages' font scale, 1-4")
+    p.add_argument(
+        "--encoder",
+        choices=("model", "random"),
+        default="model",
+        help="random: a freshly initialised OryxViT of the model's shape",
+    )
+    p.add_argument(
+        "--only",
+        choices=("objects", "short_videos", "documents"),
+        action="append",
+        help="run only these probes (repeatable); default: all",
+    )
     a = p.parse_args()
-    if a.objects < 10 or a.videos < 10:
-        p.error("--objects and --videos must be at least 10 (20% are held out for scoring)")
+    if min(a.objects, a.videos, a.documents) < 10:
+        p.error(
+            "--objects, --videos and --documents must be at least 10 (20% are held out for scoring)"
+        )
+    if not 1 <= a.documents_scale <= 4:
+        p.error("--documents-scale must be 1..4")
     torch.manual_seed(0)
     try:
         pipe = OryxPipeline.from_pretrained(a.model)
@@ -180,17 +234,27 @@ def main() -> None:
     video_opt = dataclasses.replace(
         pipe.processor.video_options or VideoOptions(), long_video=False
     )
+    if a.encoder == "random":
+        model.vision_tower = OryxViT(model.vision_tower.config).eval()
     if a.position_init == "sincos":
         cfg = model.vision_tower.config
         table = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
         model.vision_tower.load_weights(
             {**model.vision_tower.state_dict(), "pos_embed": table[None]}
         )
-    print(
-        "objects (OryxViT token at each object's centre):",
-        probe_objects(model, image_opt, a.objects),
-    )
-    print("short videos (LLM tokens):", probe_short_videos(model, video_opt, a.videos))
+    only = set(a.only or ("objects", "short_videos", "documents"))
+    if "objects" in only:
+        print(
+            "objects (OryxViT token at each object's centre):",
+            probe_objects(model, image_opt, a.objects),
+        )
+    if "short_videos" in only:
+        print("short videos (LLM tokens):", probe_short_videos(model, video_opt, a.videos))
+    if "documents" in only:
+        print(
+            f"documents, font x{a.documents_scale} (OryxViT token at each digit's centre):",
+            probe_documents(model, image_opt, a.documents, a.documents_scale),
+        )
 
 
 if __name__ == "__main__":
