@@ -55,6 +55,19 @@ def test_needle_digit_labels_cover_the_dark_glyph_pixels():
     assert found > 0
 
 
+def test_page_labels_are_digits_on_ink_pixels():
+    ink_pixels = labelled = 0
+    for i in range(8):
+        pic = dense_picture("pages", 0, i)
+        rgb = np.asarray(pic.image).astype(int)
+        ink = rgb.max(-1) < 110  # ink is at most (59, 59, 98); the paper at least 232
+        names = {DENSE_CLASSES[c] for c in np.unique(pic.labels)} - {"background"}
+        assert names and all(n.isdigit() for n in names)
+        assert (ink[pic.labels > 0]).all()
+        ink_pixels, labelled = ink_pixels + ink.sum(), labelled + (pic.labels > 0).sum()
+    assert ink_pixels > labelled  # letters are ink too, and stay background
+
+
 def test_views_label_only_solids():
     for i in range(5):
         names = {DENSE_CLASSES[c] for c in np.unique(dense_picture("views", 0, i).labels)}

@@ -4,7 +4,8 @@ The released Oryx starts its vision tower from SigLIP, a ViT pretrained on billi
 pairs. The embedded tiny model has no such encoder to start from, and learning vision only
 through the LLM's answer tokens is slow on a CPU budget (docs/default_model.md). This module
 draws the same kinds of pictures as the curriculum -- coloured shapes on light backgrounds,
-needle cards with a digit or a shape, rendered multi-view scenes -- together with a class map
+needle cards with a digit or a shape, rendered multi-view scenes, document pages of numbered
+lines -- together with a class map
 that says, for every pixel, which thing is there. :mod:`oryx_mllm.train.vision_pretrain` trains
 OryxViT to predict, for every patch, the fraction of its pixels of each class.
 
@@ -28,6 +29,8 @@ from PIL import Image, ImageDraw
 from oryx_mllm.data.synthetic.common import (
     COLOR_NAMES,
     COLORS,
+    GLYPH_H,
+    GLYPH_W,
     SHAPES,
     big_text,
     choice,
@@ -36,6 +39,7 @@ from oryx_mllm.data.synthetic.common import (
     random_background,
     sample_rng,
 )
+from oryx_mllm.data.synthetic.task_documents import FILLER_WORDS, _ink, _page
 from oryx_mllm.data.synthetic.task_multiview import SOLIDS, random_scene, render_view
 from oryx_mllm.data.synthetic.task_objects import IMAGE_SIDES
 
@@ -53,6 +57,7 @@ DENSE_KINDS: tuple[str, ...] = (
     "small_objects",  # the same scenes at 64 px: low-res views, short-video frames
     "needles",  # 64 px long-video frames with a card showing a digit or a shape
     "views",  # 64 px multi-view renders (spheres and cubes on a ground plane)
+    "pages",  # documents/line_code-like pages (128-256 px, font 1-3x): each digit's pixels
 )
 
 
@@ -111,6 +116,35 @@ def _view(rng: np.random.Generator, side: int = 64) -> DensePicture:
     return DensePicture(img, lut[mask])
 
 
+def _text_page(rng: np.random.Generator) -> DensePicture:
+    """Numbered lines as on ``documents/line_code`` pages (``' 3  48213  lot 72'``), the font
+    magnified 1-3 times; every digit's ink pixels carry that digit's class, letters stay
+    background (reading a line's code needs the digits)."""
+    side = choice(rng, (128, 192, 256))
+    scale = int(rng.integers(1, 4))
+    img = _page(rng, (side, side))
+    lab = Image.new("L", (side, side), 0)
+    ink = _ink(rng)
+    spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11)) * scale
+    x, y = int(rng.integers(4, 40)), int(rng.integers(4, 40))
+    k = 1
+    while y + GLYPH_H * scale <= side:
+        code = "".join(choice(rng, DIGITS) for _ in range(int(rng.integers(4, 7))))
+        text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
+        for i, ch in enumerate(text):
+            left = x + i * GLYPH_W * scale
+            if ch == " " or left + GLYPH_W * scale > side:
+                continue
+            glyph = big_text(ch, scale, ink)
+            img.paste(glyph, (left, y), glyph)
+            if ch in DIGITS:
+                lab.paste(glyph.getchannel("A").point(lambda a, c=ch: CLASS_ID[c] if a else 0),
+                          (left, y), glyph.getchannel("A"))  # fmt: skip
+        y += spacing
+        k += 1
+    return DensePicture(img, np.asarray(lab, dtype=np.uint8).copy())
+
+
 def dense_picture(kind: str, seed: int, index: int) -> DensePicture:
     """Picture ``index`` of kind ``kind`` (one of :data:`DENSE_KINDS`) in stream ``seed``."""
     if kind not in DENSE_KINDS:
@@ -122,6 +156,8 @@ def dense_picture(kind: str, seed: int, index: int) -> DensePicture:
         return _shapes(rng, 64)
     if kind == "needles":
         return _needle(rng)
+    if kind == "pages":
+        return _text_page(rng)
     return _view(rng)
 
 
