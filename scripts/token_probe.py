@@ -15,7 +15,8 @@ scored on the other 20%:
   from the mean of the 2x2 and 4x4 token blocks around it (chance 10%).
 
 ``--encoder random`` puts a freshly initialised OryxViT of the same shape in place of the
-model's (what the tokens carry before any training).
+model's (what the tokens carry before any training); ``--encoder PATH`` an OryxViT folder (``oryx
+pretrain-vision``).
 
     OMP_NUM_THREADS=1 python scripts/token_probe.py [--model PATH] [--position-init sincos]
 """
@@ -206,9 +207,9 @@ def main() -> None:
     p.add_argument("--documents-scale", type=int, default=1, help="the pages' font scale, 1-4")
     p.add_argument(
         "--encoder",
-        choices=("model", "random"),
         default="model",
-        help="random: a freshly initialised OryxViT of the model's shape",
+        help="model; random (a freshly initialised OryxViT of the model's shape); or an OryxViT"
+        " folder (oryx pretrain-vision)",
     )
     p.add_argument(
         "--only",
@@ -236,6 +237,11 @@ def main() -> None:
     )
     if a.encoder == "random":
         model.vision_tower = OryxViT(model.vision_tower.config).eval()
+    elif a.encoder != "model":
+        try:
+            model.vision_tower = OryxViT.from_pretrained(a.encoder).eval()
+        except OryxError as e:
+            p.error(f"--encoder {a.encoder}: {e}")
     if a.position_init == "sincos":
         cfg = model.vision_tower.config
         table = sincos_position_table(cfg.position_grid, cfg.hidden_size, SINCOS_SCALE)
