@@ -39,7 +39,7 @@ from oryx_mllm.data.synthetic.common import (
     random_background,
     sample_rng,
 )
-from oryx_mllm.data.synthetic.task_documents import FILLER_WORDS, _ink, _page
+from oryx_mllm.data.synthetic.task_documents import ink_colour, numbered_line, paper
 from oryx_mllm.data.synthetic.task_multiview import SOLIDS, random_scene, render_view
 from oryx_mllm.data.synthetic.task_objects import IMAGE_SIDES
 
@@ -122,15 +122,15 @@ def _text_page(rng: np.random.Generator) -> DensePicture:
     background (reading a line's code needs the digits)."""
     side = choice(rng, (128, 192, 256))
     scale = int(rng.integers(1, 4))
-    img = _page(rng, (side, side))
+    img = paper(rng, (side, side))
     lab = Image.new("L", (side, side), 0)
-    ink = _ink(rng)
+    ink = ink_colour(rng)
     spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11)) * scale
     x, y = int(rng.integers(4, 40)), int(rng.integers(4, 40))
     k = 1
     while y + GLYPH_H * scale <= side:
         code = "".join(choice(rng, DIGITS) for _ in range(int(rng.integers(4, 7))))
-        text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
+        text = numbered_line(rng, k, code)
         for i, ch in enumerate(text):
             left = x + i * GLYPH_W * scale
             if ch == " " or left + GLYPH_W * scale > side:

@@ -99,7 +99,7 @@ def _grain_tile() -> np.ndarray:
     return np.random.default_rng(0x9A9E).integers(0, 13, size=(256, 256), dtype=np.uint8)
 
 
-def _page(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+def paper(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """Off-white paper with a faint per-pixel grain (keeps the page from being trivially flat).
     The grain is the shared tile at a random offset: much cheaper than fresh noise per page."""
     w, h = size
@@ -112,9 +112,14 @@ def _page(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     )
 
 
-def _ink(rng: np.random.Generator) -> tuple[int, int, int]:
+def ink_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     v = int(rng.integers(0, 60))
     return (v, v, v + int(rng.integers(0, 40)))
+
+
+def numbered_line(rng: np.random.Generator, k: int, code: str) -> str:
+    """Line ``k`` of a ``line_code`` page: ``' 3  48213   lot 72'`` (number, code, filler)."""
+    return f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
 
 
 def _page_size(rng: np.random.Generator, sides: tuple[int, ...] = PAGE_SIDES) -> tuple[int, int]:
@@ -149,9 +154,9 @@ def line_code(
             f" (at least {need} px)"
         )
     w, h = _page_size(rng, page_sides)
-    img = _page(rng, (w, h))
+    img = paper(rng, (w, h))
     draw = ImageDraw.Draw(img)
-    ink = _ink(rng)
+    ink = ink_colour(rng)
     spacing = int(rng.integers(GLYPH_H + 4, GLYPH_H + 11)) * scale
     x0, y0 = int(rng.integers(12, 60)), int(rng.integers(12, 50))
     fit = (h - y0 - 12) // spacing  # >= 1 by the check above
@@ -159,7 +164,7 @@ def line_code(
     codes = _distinct_codes(rng, n_lines)
     lines, line_xy = [], []
     for k, code in enumerate(codes, start=1):
-        text = f"{k:>2}  {code:<6}  {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"
+        text = numbered_line(rng, k, code)
         xy = (x0, y0 + (k - 1) * spacing)
         if scale == 1:
             draw_text(draw, xy, text, ink)
@@ -194,9 +199,9 @@ def key_lookup(
     """A form with ``KEY: code`` fields in a jittered grid, plus distractor words; ask for a key."""
     task = "documents/key_lookup"
     w, h = _page_size(rng, page_sides)
-    img = _page(rng, (w, h))
+    img = paper(rng, (w, h))
     draw = ImageDraw.Draw(img)
-    ink = _ink(rng)
+    ink = ink_colour(rng)
     keys = sample_without_replacement(rng, FORM_KEYS, int(rng.integers(4, len(FORM_KEYS) + 1)))
     codes = _distinct_codes(rng, len(keys))
     cell_w, cell_h = 120, 28  # a field is at most "INV: 123456" = 66 px wide
@@ -229,9 +234,9 @@ def bar_chart(rng: np.random.Generator, seed: int, index: int) -> SyntheticSampl
     the runner-up by at least 5 units so the comparison is visible, not a pixel-level tie."""
     task = "documents/bar_chart"
     w, h = _page_size(rng, (448, 512, 576, 640))
-    img = _page(rng, (w, h))
+    img = paper(rng, (w, h))
     draw = ImageDraw.Draw(img)
-    ink = _ink(rng)
+    ink = ink_colour(rng)
     n = int(rng.integers(3, 7))
     labels = sample_without_replacement(rng, LABELS, n)
     while True:
@@ -283,9 +288,9 @@ def table(rng: np.random.Generator, seed: int, index: int) -> SyntheticSample:
     """A ruled three-column table (item | qty | code); look a cell up by row or by code."""
     task = "documents/table"
     w, h = _page_size(rng, (448, 512, 576, 640, 704, 768))
-    img = _page(rng, (w, h))
+    img = paper(rng, (w, h))
     draw = ImageDraw.Draw(img)
-    ink = _ink(rng)
+    ink = ink_colour(rng)
     row_h = int(rng.integers(GLYPH_H + 6, GLYPH_H + 12))
     n = int(min(len(LABELS), (h - 60) // row_h - 1, rng.integers(4, 11)))
     items = sample_without_replacement(rng, LABELS, n)
@@ -379,7 +384,10 @@ __all__ = [
     "TASKS",
     "TRAIN_TASKS",
     "bar_chart",
+    "ink_colour",
     "key_lookup",
     "line_code",
+    "numbered_line",
+    "paper",
     "table",
 ]
