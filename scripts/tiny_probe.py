@@ -191,6 +191,27 @@ def image_align_targets(item, objects: list[dict], words: dict[str, list[int]]) 
     return t
 
 
+def page_align_targets(item, sample: SyntheticSample, tok, k: int = 4) -> torch.Tensor:
+    """``[N, k]`` for a documents page set on a grid (``line_code(pitch=...)``) at 1x: each
+    native-view token under a character should predict that character's token (repeated ``k``
+    times, the shape :func:`align_loss` takes); -100 elsewhere (the low-res view included)."""
+    grids = item.grids()
+    pitch, (width, height) = sample.meta["pitch"], sample.meta["size"]
+    h, w = grids[-1]
+    if (h, w) != (height // pitch, width // pitch):
+        raise SystemExit("--align-weight on documents needs 1x pages of whole 16 px cells")
+    chars = torch.full((h, w), -100)
+    for text, (x, y) in zip(sample.meta["lines"], sample.meta["line_xy"], strict=True):
+        for j, ch in enumerate(text):
+            if ch != " ":
+                chars[y // pitch, x // pitch + j] = tok.convert_tokens_to_ids(ch)
+    lo = grids[0][0] * (grids[0][1] + 1) + 1  # low-res rows with their newlines, then the sep
+    rows = torch.cat([chars, torch.full((h, 1), -100)], 1).reshape(-1)  # a newline per row
+    t = torch.cat([torch.full((1 + lo,), -100), rows, torch.full((1,), -100)])
+    assert len(t) == item.num_tokens(), (len(t), item.num_tokens())
+    return t[:, None].repeat(1, k)
+
+
 def align_words(tok) -> dict[str, list[int]]:
     """Every colour and shape name -> its token ids as a question word (" red") and as an
     answer ("red"); each is one token of the curriculum tokenizer."""
@@ -221,11 +242,11 @@ def align_loss(model, b: dict, embeds: torch.Tensor, hidden: torch.Tensor | None
 class Stream(IterableDataset):
     """Endless round-robin over ``tasks``; ``make(task, index)`` builds sample ``index``."""
 
-    def __init__(self, tasks: list[str], make):
-        self.tasks, self.make = tasks, make
+    def __init__(self, tasks: list[str], make, start: int = 0):
+        self.tasks, self.make, self.start = tasks, make, start
 
     def __iter__(self):
-        i = 0
+        i = self.start
         while True:
             yield self.make(self.tasks[i % len(self.tasks)], i // len(self.tasks))
             i += 1
@@ -461,7 +482,8 @@ def main() -> None:
         type=float,
         default=0.0,
         help="objects tasks: add this x a loss tying each visual token that shows an object to "
-        "the object's colour and shape words through the tied LM head (align_loss)",
+        "the object's colour and shape words through the tied LM head (align_loss); documents "
+        "pages on a grid (--documents-kwargs pitch 16): each token to its character",
     )
     p.add_argument(
         "--visual-rms-match",
@@ -475,6 +497,12 @@ def main() -> None:
         choices=("input", "output"),
         default="input",
         help="align the projected visual embeddings (input) or the LLM's last hidden states there",
+    )
+    p.add_argument(
+        "--lines-schedule",
+        default=None,
+        help="growing documents pages, 'STEP:MAX_LINES,...' (e.g. '1:1,300:4,900:8'): from each "
+        "STEP on, training pages have that max_lines; held-out pages keep --documents-kwargs",
     )
     p.add_argument("--warmup-tasks", default=None, help="train only these first (curriculum)")
     p.add_argument("--warmup-steps", type=int, default=0)
@@ -538,6 +566,20 @@ def main() -> None:
             generate(t, 0, 0, **documents_kwargs)
         except (ConfigError, TypeError, ValueError) as e:
             p.error(f"--documents-kwargs for {t}: {e}")
+    schedule: list[tuple[int, int]] = []
+    if a.lines_schedule:
+        try:
+            schedule = sorted(
+                (int(s), int(n))
+                for s, n in (item.split(":") for item in a.lines_schedule.split(","))
+            )
+            for _, n in schedule:
+                generate("documents/line_code", 0, 0, **{**documents_kwargs, "max_lines": n})
+        except (ValueError, ConfigError) as e:
+            p.error(f"--lines-schedule: {e}")
+        if schedule[0][0] != 1 or a.text_scene_steps or a.warmup_steps:
+            p.error("--lines-schedule must start at step 1 (and goes without warm-up stages)")
+    train_pages = dict(documents_kwargs)  # training pages' kwargs (the schedule changes them)
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)
     image = {**TINY_IMAGE, "max_pixels": a.image_max_pixels}
@@ -560,19 +602,23 @@ def main() -> None:
     collate = MicroBatchCollator(tok.pad_token_id, 1)
     words = align_words(tok) if a.align_weight else {}
 
-    def example(task: str, seed: int, index: int, marks: bool | None = None, **kwargs):
+    def example(task: str, seed: int, index: int, marks: bool | None = None, pages=None, **kwargs):
         """One sample as a :class:`TrainTransform` example, with the probe's input variants
-        (``marks``: draw them on a scene; ``None``: on the ``--marks`` share of scenes)."""
+        (``marks``: draw them on a scene; ``None``: on the ``--marks`` share of scenes;
+        ``pages``: documents kwargs in place of ``--documents-kwargs``)."""
         if task.startswith("objects/"):
             kwargs = {**objects_kwargs, **kwargs}
         if task in PAGE_TASKS:
-            kwargs = {**documents_kwargs, **kwargs}
+            kwargs = {**(documents_kwargs if pages is None else pages), **kwargs}
         s = probe_sample(task, seed, index, **kwargs)
         if marks if marks is not None else has_marks(s.id, a.marks):
             s = with_marks(s, mark_style)
         item = record(label_image(s) if a.oracle_objects else s)
         ex = transform(question_first(item) if a.question_first else item)
-        if a.align_weight:
+        if a.align_weight and "pitch" in s.meta:  # a page on a grid: each cell's character
+            for v in ex.visual:
+                v.meta["align"] = page_align_targets(v, s, tok)
+        elif a.align_weight:
             for v in ex.visual:
                 objs = s.meta.get("objects", []) if v.modality == "image" else []
                 width, height = s.media.size if objs else (1, 1)
@@ -588,7 +634,7 @@ def main() -> None:
         return ex
 
     def train_example(task: str, index: int):
-        return example(task, a.seed, index, **task_kwargs.get(task, {}))
+        return example(task, a.seed, index, pages=train_pages, **task_kwargs.get(task, {}))
 
     def text_example(task: str, index: int, seed: int | None = None):
         """The objects sample as a text-only conversation: its grid scene written out."""
@@ -600,9 +646,9 @@ def main() -> None:
         first["value"] = first["value"].replace("<image>\n", scene, 1)
         return transform({**item, "modality": "text", "media": []})
 
-    def make_loader(names: list[str], make=train_example):
+    def make_loader(names: list[str], make=train_example, start: int = 0):
         return DataLoader(
-            Stream(names, make),
+            Stream(names, make, start),
             batch_size=a.batch_size,
             num_workers=a.num_workers,
             collate_fn=lambda b: collate(b)[0],
@@ -676,6 +722,11 @@ def main() -> None:
             print(f"step {step}: from text scenes to pictures", flush=True)
         if a.warmup_steps and step == a.warmup_steps + 1:
             batches = iter(make_loader(tasks))
+        grow = [n for s, n in schedule if s == step]
+        if grow:  # new loader, new pages; sample indices go on where the last loader stopped
+            train_pages["max_lines"] = grow[0]
+            batches = iter(make_loader(tasks, start=(step - 1) * a.batch_size))
+            print(f"step {step}: training pages up to {grow[0]} lines", flush=True)
         if a.freeze_vit and step == a.unfreeze_vit_at:
             model.vision_tower.requires_grad_(True)
             print(f"step {step}: OryxViT unfrozen", flush=True)

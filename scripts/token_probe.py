@@ -11,7 +11,7 @@ scored on the other 20%:
 - ``short_videos``: for ``short_videos/appear_order`` frames, the colour of the object covering
   each LLM visual token (after compressor and projector), or "none";
 - ``documents``: for every digit of ``documents/line_code`` pages (256², the font magnified
-  ``--documents-scale`` times), which digit it is from the OryxViT token under its centre and
+  ``--documents-scale`` times, on a grid of ``--documents-pitch`` px if given), which digit it is from the OryxViT token under its centre and
   from the mean of the 2x2 and 4x4 token blocks around it (chance 10%).
 
 ``--encoder random`` puts a freshly initialised OryxViT of the same shape in place of the
@@ -163,22 +163,28 @@ def probe_short_videos(model, video_opt: VideoOptions, n: int, compression: int 
 
 
 @torch.no_grad()
-def probe_documents(model, image_opt: ImageOptions, n: int, scale: int = 1) -> dict[str, float]:
+def probe_documents(
+    model, image_opt: ImageOptions, n: int, scale: int = 1, pitch: int | None = None
+) -> dict[str, float]:
     tower = model.vision_tower
     feats, digit = [], []
     pooled: dict[int, list[torch.Tensor]] = {2: [], 4: []}
+    step_x = pitch or GLYPH_W * scale  # a character's advance; on a grid, a line is a cell tall
+    half_y = (pitch or GLYPH_H * scale) / 2
     for i in range(n):
-        s = generate("documents/line_code", TEST_SEED, i, page_sides=[256], scale=scale)
+        s = generate(
+            "documents/line_code", TEST_SEED, i, page_sides=[256], scale=scale, pitch=pitch
+        )
         v = preprocess_image(s.media, image_opt, compression=1)
         f, ((h, w),) = tower.encode([v.frames[1]])  # the native-resolution view
         width, height = s.media.size
         grid = f[0].float().reshape(h, w, -1)
         for text, (x, y) in zip(s.meta["lines"], s.meta["line_xy"], strict=True):
-            r = min(int((y + GLYPH_H * scale / 2) / height * h), h - 1)
+            r = min(int((y + half_y) / height * h), h - 1)
             for k, ch in enumerate(text):
                 if not ch.isdigit():
                     continue
-                c = min(int((x + (k + 0.5) * GLYPH_W * scale) / width * w), w - 1)
+                c = min(int((x + (k + 0.5) * step_x) / width * w), w - 1)
                 feats.append(grid[r, c])
                 for b, out in pooled.items():
                     block = grid[r // b * b : r // b * b + b, c // b * b : c // b * b + b]
@@ -205,6 +211,12 @@ def main() -> None:
     p.add_argument("--videos", type=int, default=300, help="short_videos/appear_order videos")
     p.add_argument("--documents", type=int, default=100, help="documents/line_code pages")
     p.add_argument("--documents-scale", type=int, default=1, help="the pages' font scale, 1-4")
+    p.add_argument(
+        "--documents-pitch",
+        type=int,
+        default=None,
+        help="set the pages' text on a grid of this many px per character (line_code pitch=)",
+    )
     p.add_argument(
         "--encoder",
         default="model",
@@ -257,9 +269,10 @@ def main() -> None:
     if "short_videos" in only:
         print("short videos (LLM tokens):", probe_short_videos(model, video_opt, a.videos))
     if "documents" in only:
+        grid = f", pitch {a.documents_pitch} px" if a.documents_pitch else ""
         print(
-            f"documents, font x{a.documents_scale} (OryxViT token at each digit's centre):",
-            probe_documents(model, image_opt, a.documents, a.documents_scale),
+            f"documents, font x{a.documents_scale}{grid} (OryxViT token at each digit's centre):",
+            probe_documents(model, image_opt, a.documents, a.documents_scale, a.documents_pitch),
         )
 
 

@@ -113,6 +113,42 @@ def test_line_code_scale_magnifies_the_font():
     assert h3 == 3 * h1
 
 
+def test_line_code_on_a_grid_puts_one_character_in_each_cell():
+    s = generate("documents/line_code", 3, 0, page_sides=(256,), max_lines=16, pitch=16)
+    ink = np.asarray(s.media.convert("L")) < 150
+    cells = ink.reshape(16, 16, 16, 16).any(axis=(1, 3))  # [row, col]: any ink in the cell
+    want = np.zeros_like(cells)
+    for text, (x, y) in zip(s.meta["lines"], s.meta["line_xy"], strict=True):
+        assert x % 16 == 0 and y % 16 == 0 and len(text) <= 16 - x // 16
+        for j, ch in enumerate(text):
+            want[y // 16, x // 16 + j] = ch != " "
+    assert (cells == want).all()
+    assert s.answer in s.meta["lines"][s.meta["line"] - 1]
+
+
+def test_line_code_fit_crops_the_page_to_its_text():
+    for i in range(5):
+        s = generate("documents/line_code", 3, i, page_sides=(256,), max_lines=1, pitch=16, fit=32)
+        (x, y), text = s.meta["line_xy"][0], s.meta["lines"][0]
+        w, h = s.media.size
+        assert s.meta["size"] == (w, h) and w % 32 == 0 and h % 32 == 0
+        assert w - 32 < x + 16 * len(text) <= w and h - 32 < y + 16 <= h
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"pitch": 8},  # smaller than a glyph
+        {"pitch": 32, "page_sides": (256,)},  # 9 cells of code and number do not fit
+        {"fit": 32},  # fit needs pitch
+        {"pitch": 16, "fit": 0},
+    ],
+)
+def test_line_code_rejects_bad_grid_options(kwargs):
+    with pytest.raises(ConfigError, match="line_code"):
+        generate("documents/line_code", 3, 0, **{"page_sides": (256,), **kwargs})
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -133,11 +133,19 @@ def line_code(
     page_sides=PAGE_SIDES,
     max_lines: int = 30,
     scale: int = 1,
+    pitch: int | None = None,
+    fit: int | None = None,
 ) -> SyntheticSample:
     """Numbered lines ``' 3  48213  lot 72'``; ask for the code on one line.
 
     ``max_lines`` (1-30) and ``scale`` (the font magnified 1-4 times, nearest neighbour) make
-    easier pages for learning probes; the defaults are the family's small-text pages."""
+    easier pages for learning probes; the defaults are the family's small-text pages.
+    ``pitch`` (px) sets the text on a grid instead, like a typewriter page: every character in
+    its own ``pitch`` x ``pitch`` cell (glyph centred), lines one cell apart, the text's origin
+    on a multiple of ``pitch`` and each line cut to the columns that fit. With ``pitch=16`` and
+    page sides that are multiples of 32, each OryxViT patch holds exactly one character.
+    ``fit`` (px, with ``pitch``) then crops the page to its text, each side rounded up to a
+    multiple of ``fit``: a one-line page is one line tall, as native resolution allows."""
     task = "documents/line_code"
     if not 1 <= max_lines <= 30:
         raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
@@ -145,6 +153,10 @@ def line_code(
         raise ConfigError(f"line_code scale must be 1..4, got {scale}")
     if not page_sides:
         raise ConfigError("line_code page_sides must list at least one side")
+    if fit is not None and (pitch is None or fit < 1):
+        raise ConfigError(f"line_code fit must be a positive number of px with pitch, got {fit}")
+    if pitch is not None:
+        return _line_code_on_grid(rng, seed, index, page_sides, max_lines, scale, pitch, fit)
     # the page must hold, wherever the text starts (x0 < 60, y0 < 50), the code column (' 3  '
     # and up to 6 digits) and one line; checked on the smallest side, so no seed fails alone
     need = max(59 + 10 * GLYPH_W * scale, 61 + (GLYPH_H + 10) * scale)
@@ -187,6 +199,75 @@ def line_code(
             "lines": lines,
             "line_xy": line_xy,  # each line's top-left corner in pixels
             "scale": scale,
+            "size": (w, h),
+            "digits": codes[k - 1],
+        },
+    )
+
+
+def _line_code_on_grid(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    page_sides: tuple[int, ...],
+    max_lines: int,
+    scale: int,
+    pitch: int,
+    fit: int | None,
+) -> SyntheticSample:
+    """``line_code`` with one character per ``pitch`` x ``pitch`` cell (see ``line_code``)."""
+    task = "documents/line_code"
+    gw, gh = GLYPH_W * scale, GLYPH_H * scale
+    if pitch < max(gw, gh):
+        raise ConfigError(f"line_code pitch {pitch} px is smaller than a glyph ({gw} x {gh} px)")
+    # the smallest page must hold, from the furthest origin (one cell in), a line number, a
+    # space and a 6-digit code (9 cells) and one line
+    if min(page_sides) < 10 * pitch:
+        raise ConfigError(
+            f"line_code: pages of {min(page_sides)} px are too small for pitch {pitch}"
+            f" (at least {10 * pitch} px)"
+        )
+    w, h = _page_size(rng, page_sides)
+    img = paper(rng, (w, h))
+    ink = ink_colour(rng)
+    col0, row0 = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+    cols, rows = w // pitch - col0, h // pitch - row0
+    n_lines = int(min(max_lines, rows, rng.integers(min(8, max_lines), max_lines + 1)))
+    codes = _distinct_codes(rng, n_lines)
+    glyphs = {}
+    lines, line_xy = [], []
+    for k, code in enumerate(codes, start=1):
+        text = f"{k:>2} {code:<6} {choice(rng, FILLER_WORDS)} {int(rng.integers(1, 1000))}"[:cols]
+        xy = (col0 * pitch, (row0 + k - 1) * pitch)  # the line's first cell
+        for j, ch in enumerate(text):
+            if ch == " ":
+                continue
+            if ch not in glyphs:
+                glyphs[ch] = big_text(ch, scale, ink)
+            cell = (xy[0] + j * pitch + (pitch - gw) // 2, xy[1] + (pitch - gh) // 2)
+            img.paste(glyphs[ch], cell, glyphs[ch])
+        lines.append(text)
+        line_xy.append(xy)
+    if fit is not None:  # the text's extent, from the page's corner, rounded up to ``fit``
+        right = (col0 + max(len(t) for t in lines)) * pitch
+        bottom = (row0 + n_lines) * pitch
+        w, h = min(w, -(-right // fit) * fit), min(h, -(-bottom // fit) * fit)
+        img = img.crop((0, 0, w, h))
+    k = int(rng.integers(1, n_lines + 1))
+    return SyntheticSample(
+        id=sample_id(task, seed, index),
+        task=task,
+        modality="image",
+        media=img,
+        question=make_question(rng, "<image>", LINE_TEMPLATES, k=k),
+        answer=codes[k - 1],
+        meta={
+            "line": k,
+            "codes": codes,
+            "lines": lines,
+            "line_xy": line_xy,  # each line's first cell's top-left corner in pixels
+            "scale": scale,
+            "pitch": pitch,
             "size": (w, h),
             "digits": codes[k - 1],
         },
@@ -343,11 +424,22 @@ def line_session(
     turns: int = 8,
     max_lines: int = 30,
     scale: int = 1,
+    pitch: int | None = None,
+    fit: int | None = None,
 ) -> SyntheticSample:
     """Training only: one ``line_code`` page read line after line in a multi-turn conversation
     (the code of ``turns`` different lines), so a page is encoded once and supervised many times.
     """
-    sample = line_code(rng, seed, index, page_sides=page_sides, max_lines=max_lines, scale=scale)
+    sample = line_code(
+        rng,
+        seed,
+        index,
+        page_sides=page_sides,
+        max_lines=max_lines,
+        scale=scale,
+        pitch=pitch,
+        fit=fit,
+    )
     codes, asked = sample.meta["codes"], sample.meta["line"]
     order = [int(k) + 1 for k in rng.permutation(len(codes)) if int(k) + 1 != asked]
     followups = [(choice(rng, LINE_TEMPLATES).format(k=k), codes[k - 1]) for k in order]
