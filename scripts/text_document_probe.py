@@ -29,6 +29,7 @@ import json
 
 import torch
 from text_scene_probe import add_llm_args, check_llm_args, run  # scripts/ is on sys.path
+from tiny_probe import parse_lines_schedule
 
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, generate
 from oryx_mllm.data.synthetic.common import GLYPH_H, GLYPH_W
@@ -110,16 +111,9 @@ def main() -> None:
     schedule: list[tuple[int, int]] = []
     if a.lines_schedule:
         try:
-            schedule = sorted(
-                (int(s), int(n))
-                for s, n in (item.split(":") for item in a.lines_schedule.split(","))
-            )
-            for _, n in schedule:
-                generate("documents/line_code", a.seed, 0, **{**kw, "max_lines": n})
+            schedule = parse_lines_schedule(a.lines_schedule, kw)
         except (ValueError, ConfigError) as e:
             p.error(f"--lines-schedule: {e}")
-        if schedule[0][0] != 1:
-            p.error("--lines-schedule must start at step 1")
 
     def train_kwargs(step: int) -> dict:
         lines = [n for s, n in schedule if s <= step]

@@ -140,6 +140,18 @@ def record(s: SyntheticSample, long_frames: int = 32) -> dict:
     return {"id": s.id, "modality": s.modality, "media": media, "conversations": conv}
 
 
+def parse_lines_schedule(text: str, page_kwargs: dict) -> list[tuple[int, int]]:
+    """``'STEP:MAX_LINES,...'`` -> ``[(step, max_lines), ...]`` by step, starting at step 1; each
+    stage's pages (``page_kwargs`` with its ``max_lines``) are drawn once to check them. Raises
+    ValueError or ConfigError naming the problem."""
+    schedule = sorted((int(s), int(n)) for s, n in (item.split(":") for item in text.split(",")))
+    if schedule[0][0] != 1:
+        raise ValueError("the schedule must start at step 1")
+    for _, n in schedule:
+        generate("documents/line_code", 0, 0, **{**page_kwargs, "max_lines": n})
+    return schedule
+
+
 def question_first(item: dict) -> dict:
     """The first question before its picture ("question\n<image>") instead of after it."""
     first = item["conversations"][0]
@@ -569,16 +581,11 @@ def main() -> None:
     schedule: list[tuple[int, int]] = []
     if a.lines_schedule:
         try:
-            schedule = sorted(
-                (int(s), int(n))
-                for s, n in (item.split(":") for item in a.lines_schedule.split(","))
-            )
-            for _, n in schedule:
-                generate("documents/line_code", 0, 0, **{**documents_kwargs, "max_lines": n})
+            schedule = parse_lines_schedule(a.lines_schedule, documents_kwargs)
         except (ValueError, ConfigError) as e:
             p.error(f"--lines-schedule: {e}")
-        if schedule[0][0] != 1 or a.text_scene_steps or a.warmup_steps:
-            p.error("--lines-schedule must start at step 1 (and goes without warm-up stages)")
+        if a.text_scene_steps or a.warmup_steps:
+            p.error("--lines-schedule goes without warm-up stages")
     train_pages = dict(documents_kwargs)  # training pages' kwargs (the schedule changes them)
     tok = build_tokenizer()
     visual_id = ensure_visual_token(tok)

@@ -146,7 +146,6 @@ def line_code(
     page sides that are multiples of 32, each OryxViT patch holds exactly one character.
     ``fit`` (px, with ``pitch``) then crops the page to its text, each side rounded up to a
     multiple of ``fit``: a one-line page is one line tall, as native resolution allows."""
-    task = "documents/line_code"
     if not 1 <= max_lines <= 30:
         raise ConfigError(f"line_code max_lines must be 1..30, got {max_lines}")
     if not 1 <= scale <= 4:
@@ -185,24 +184,7 @@ def line_code(
             img.paste(glyphs, xy, glyphs)
         lines.append(text)
         line_xy.append(xy)
-    k = int(rng.integers(1, n_lines + 1))
-    return SyntheticSample(
-        id=sample_id(task, seed, index),
-        task=task,
-        modality="image",
-        media=img,
-        question=make_question(rng, "<image>", LINE_TEMPLATES, k=k),
-        answer=codes[k - 1],
-        meta={
-            "line": k,
-            "codes": codes,
-            "lines": lines,
-            "line_xy": line_xy,  # each line's top-left corner in pixels
-            "scale": scale,
-            "size": (w, h),
-            "digits": codes[k - 1],
-        },
-    )
+    return _ask_for_a_line(rng, seed, index, img, codes, lines, line_xy, scale=scale)
 
 
 def _line_code_on_grid(
@@ -216,7 +198,6 @@ def _line_code_on_grid(
     fit: int | None,
 ) -> SyntheticSample:
     """``line_code`` with one character per ``pitch`` x ``pitch`` cell (see ``line_code``)."""
-    task = "documents/line_code"
     gw, gh = GLYPH_W * scale, GLYPH_H * scale
     if pitch < max(gw, gh):
         raise ConfigError(f"line_code pitch {pitch} px is smaller than a glyph ({gw} x {gh} px)")
@@ -253,22 +234,36 @@ def _line_code_on_grid(
         bottom = (row0 + n_lines) * pitch
         w, h = min(w, -(-right // fit) * fit), min(h, -(-bottom // fit) * fit)
         img = img.crop((0, 0, w, h))
-    k = int(rng.integers(1, n_lines + 1))
+    return _ask_for_a_line(rng, seed, index, img, codes, lines, line_xy, scale=scale, pitch=pitch)
+
+
+def _ask_for_a_line(
+    rng: np.random.Generator,
+    seed: int,
+    index: int,
+    page: Image.Image,
+    codes: list[str],
+    lines: list[str],
+    line_xy: list[tuple[int, int]],
+    **meta,
+) -> SyntheticSample:
+    """The ``line_code`` sample of a drawn page: ask for the code on one of its lines.
+    ``line_xy``: each line's top-left corner (on a grid: its first cell's) in pixels."""
+    k = int(rng.integers(1, len(codes) + 1))
     return SyntheticSample(
-        id=sample_id(task, seed, index),
-        task=task,
+        id=sample_id("documents/line_code", seed, index),
+        task="documents/line_code",
         modality="image",
-        media=img,
+        media=page,
         question=make_question(rng, "<image>", LINE_TEMPLATES, k=k),
         answer=codes[k - 1],
         meta={
             "line": k,
             "codes": codes,
             "lines": lines,
-            "line_xy": line_xy,  # each line's first cell's top-left corner in pixels
-            "scale": scale,
-            "pitch": pitch,
-            "size": (w, h),
+            "line_xy": line_xy,
+            **meta,
+            "size": page.size,
             "digits": codes[k - 1],
         },
     )
