@@ -511,6 +511,12 @@ def main() -> None:
         help="align the projected visual embeddings (input) or the LLM's last hidden states there",
     )
     p.add_argument(
+        "--align-until",
+        type=int,
+        default=None,
+        help="with --align-weight: the align loss only up to this step (a warm-up), then off",
+    )
+    p.add_argument(
         "--lines-schedule",
         default=None,
         help="growing documents pages, 'STEP:MAX_LINES,...' (e.g. '1:1,300:4,900:8'): from each "
@@ -578,6 +584,8 @@ def main() -> None:
             generate(t, 0, 0, **documents_kwargs)
         except (ConfigError, TypeError, ValueError) as e:
             p.error(f"--documents-kwargs for {t}: {e}")
+    if a.align_until is not None and (not a.align_weight or a.align_until < 1):
+        p.error("--align-until needs --align-weight and a step >= 1")
     schedule: list[tuple[int, int]] = []
     if a.lines_schedule:
         try:
@@ -738,9 +746,11 @@ def main() -> None:
             model.vision_tower.requires_grad_(True)
             print(f"step {step}: OryxViT unfrozen", flush=True)
         b = next(batches)
-        loss = train_step(
-            model, opt, sched, batch_loss(model, b, a.bf16, a.align_weight, a.align_at)
-        )
+        align = a.align_weight if a.align_until is None or step <= a.align_until else 0.0
+        if align != a.align_weight and step == a.align_until + 1:
+            PARTS.clear()  # the loss parts are the align loss's
+            print(f"step {step}: align loss off", flush=True)
+        loss = train_step(model, opt, sched, batch_loss(model, b, a.bf16, align, a.align_at))
         ema = loss if ema is None else 0.95 * ema + 0.05 * loss
         if step % 25 == 0:
             parts = "".join(f" {k} {v:.3f}" for k, v in PARTS.items())
