@@ -747,7 +747,7 @@ def main() -> None:
             print(f"step {step}: OryxViT unfrozen", flush=True)
         b = next(batches)
         align = a.align_weight if a.align_until is None or step <= a.align_until else 0.0
-        if align != a.align_weight and step == a.align_until + 1:
+        if a.align_until is not None and step == a.align_until + 1:
             PARTS.clear()  # the loss parts are the align loss's
             print(f"step {step}: align loss off", flush=True)
         loss = train_step(model, opt, sched, batch_loss(model, b, a.bf16, align, a.align_at))
