@@ -146,11 +146,11 @@ def test_an_unknown_device_is_a_config_error():
         OryxPipeline.from_pretrained(device_map="tpu9")
 
 
-def test_marks_without_views_are_refused():
+def test_marks_without_views_are_refused(pipe):
     from oryx_mllm.errors import InvalidInputError
 
     with pytest.raises(InvalidInputError, match="give views"):
-        OryxPipeline.messages_for("How many?", image="x.png", marks=[[(1, 2, 1)]])
+        pipe.messages_for("How many?", image="x.png", marks=[[(1, 2, 1)]])
 
 
 def _edit_json(path, **changes):
@@ -271,3 +271,17 @@ def test_the_tokenizer_is_the_class_autotokenizer_picks(tmp_path, tokenizer_clas
 def test_wrong_typed_ask_arguments_are_named(pipe, kwargs, match):
     with pytest.raises(InvalidInputError, match=match):
         pipe.ask("How many?", **kwargs)
+
+
+def test_messages_follow_the_order_the_model_was_trained_on(pipe):
+    """Media first (the released models) unless the processor's text_first names the modality."""
+    first = pipe.messages_for("What is it?", image=picture())[0]["content"]
+    assert [p["type"] for p in first] == ["image", "text"]
+    pipe.processor.text_first = ("image",)
+    try:
+        turn = pipe.messages_for("What is it?", image=picture())[0]["content"]
+        video = pipe.messages_for("What moves?", video=[picture()] * 2)[0]["content"]
+    finally:
+        pipe.processor.text_first = ()
+    assert [p["type"] for p in turn] == ["text", "image"] and turn[0]["text"] == "What is it?\n"
+    assert [p["type"] for p in video] == ["video", "text"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from oryx_mllm.compressor import DynamicCompressor
 from oryx_mllm.config import OryxConfig
@@ -181,19 +182,36 @@ class OryxForConditionalGeneration(nn.Module):
         attention_mask: torch.Tensor | None = None,
         visual_inputs: Sequence[VisualInput] | None = None,
         labels: torch.Tensor | None = None,
+        visual_labels: torch.Tensor | None = None,
         **kwargs,
     ):
         """Returns the language model's output (``.logits``, ``.loss`` when ``labels`` given).
 
         Labels at visual placeholder positions are ignored (set to -100) whatever the caller
-        passed.
+        passed. ``visual_labels`` (``[N]``, one token id or -100 per visual token, in placeholder
+        order; see :mod:`oryx_mllm.train.patch_labels`) adds ``.visual_loss``: the cross-entropy
+        of the LM head on the visual embeddings as they enter the LLM against those ids.
         """
         embeds = self.embed(input_ids, visual_inputs)
         if labels is not None and self.config.visual_token_id is not None:
             labels = labels.masked_fill(input_ids == self.config.visual_token_id, -100)
-        return self.language_model(
+        out = self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
         )
+        if visual_labels is not None:
+            x = embeds[self.visual_mask(input_ids.reshape(embeds.shape[:2]))]  # [N, D]
+            if len(x) != len(visual_labels):
+                raise InvalidInputError(
+                    f"visual_labels has {len(visual_labels)} entries for {len(x)} visual tokens"
+                )
+            keep = visual_labels != -100
+            head = self.language_model.get_output_embeddings()
+            out["visual_loss"] = (
+                F.cross_entropy(head(x[keep]).float(), visual_labels[keep])
+                if keep.any()
+                else x.sum() * 0.0
+            )
+        return out
 
     @torch.no_grad()
     def generate(

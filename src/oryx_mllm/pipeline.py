@@ -167,8 +167,8 @@ class OryxPipeline:
         self.processor.save_pretrained(directory)
 
     # Building messages ---------------------------------------------------------------------------
-    @staticmethod
     def messages_for(
+        self,
         question: str,
         image: Any | Sequence[Any] | None = None,
         video: Any | None = None,
@@ -176,7 +176,9 @@ class OryxPipeline:
         marks: Sequence[Any] | None = None,
         compression: int | None = None,
     ) -> list[dict]:
-        """One user turn: the media parts first (as the released models were trained), then text."""
+        """One user turn in the order the model was trained on: the media parts first, then the
+        text (the released models), or the text first for the modalities in the processor's
+        ``text_first`` (a model trained with ``data.text_first``)."""
         if not isinstance(question, str) or not question.strip():
             raise InvalidInputError("the question must be a non-empty string")
         if marks is not None and views is None:
@@ -207,6 +209,10 @@ class OryxPipeline:
         if compression is not None:
             for p in parts:
                 p["compression"] = compression
+        if self.processor.media_after_text(p["type"] for p in parts):
+            return [
+                {"role": "user", "content": [{"type": "text", "text": question + "\n"}, *parts]}
+            ]
         parts.append({"type": "text", "text": question})
         return [{"role": "user", "content": parts}]
 

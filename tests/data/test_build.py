@@ -117,3 +117,23 @@ def test_marks_are_drawn_in_the_given_style(tmp_path):
         for got, want, small in zip(stored, expected, default, strict=True):
             assert np.array_equal(got, np.asarray(want))
             assert not np.array_equal(got, np.asarray(small))  # larger discs than the default
+
+
+GRID_PAGES = {"documents/line_code": {"pitch": 16, "fit": 32, "max_lines": 4, "page_sides": [256]}}
+
+
+def test_pages_on_the_patch_grid_carry_the_character_of_each_patch(tmp_path):
+    from oryx_mllm.data.synthetic import generate
+
+    opt = BuildOptions(task_kwargs=GRID_PAGES)
+    path = build_split(tmp_path, {"documents/line_code": 3}, seed=7, name="pages", options=opt)
+    for rec in json.loads(path.read_text()):
+        index = int(rec["id"].rsplit(":", 1)[1])
+        s = generate("documents/line_code", 7, index, **GRID_PAGES["documents/line_code"])
+        width, height = s.media.size
+        rows = rec["patch_text"]
+        assert (len(rows), len(rows[0])) == (height // 16, width // 16)
+        for text, (x, y) in zip(s.meta["lines"], s.meta["line_xy"], strict=True):
+            assert rows[y // 16][x // 16 : x // 16 + len(text)] == text
+    plain = build_split(tmp_path, {"documents/line_code": 1}, seed=7, name="plain")
+    assert "patch_text" not in json.loads(plain.read_text())[0]

@@ -118,6 +118,23 @@ def test_family_kwargs_reach_regenerated_long_videos(tmp_path):
         (["--counts", "objects=1", "--long-frames", "0"], "long_frames must be"),
         (["--counts", "objects=1", "--long-frames", "-3"], "long_frames must be"),
         (["--counts", "objects=1", "--marks-fraction", "7"], "marks_fraction must be"),
+        (
+            ["--counts", "objects=1", "--task-kwargs", "{bad"],
+            "argument --task-kwargs: not valid JSON",
+        ),
+        (
+            ["--counts", "objects=1", "--task-kwargs", '{"objects": 3}'],
+            "argument --task-kwargs: expected",
+        ),
+        (
+            [
+                "--counts",
+                "documents/line_code=1",
+                "--task-kwargs",
+                '{"documents/line_code": {"pitch": 4}}',
+            ],
+            "line_code pitch 4 px is smaller than a glyph",
+        ),
     ],
 )
 def test_cli_bad_argument_exits_2_with_an_error_line(tmp_path, capsys, args, message):

@@ -166,3 +166,26 @@ def test_options_raise_config_error_for_a_train_seed():
 
     with pytest.raises(ConfigError, match="test seed must be an integer >= 1000000 .* got 5"):
         SyntheticEvalOptions(seed=5)
+
+
+def test_main_passes_task_kwargs_to_the_generators_and_names_a_bad_one(tmp_path, capsys):
+    err = _main_error(
+        tmp_path,
+        capsys,
+        "--tasks",
+        "documents/line_code",
+        "--per-task",
+        "1",
+        "--task-kwargs",
+        '{"documents/line_code": {"pitch": 4}}',
+    )
+    assert "error: line_code pitch 4 px is smaller than a glyph" in err
+
+
+def test_main_rejects_task_kwargs_that_are_not_json(tmp_path, capsys):
+    from oryx_mllm.eval.synthetic import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--task-kwargs", "{nope", "--out", str(tmp_path / "out")])
+    assert exc.value.code == 2
+    assert "argument --task-kwargs: not valid JSON" in capsys.readouterr().err

@@ -55,7 +55,7 @@ from oryx_mllm.data.synthetic import (
 )
 from oryx_mllm.errors import ConfigError, OryxError
 from oryx_mllm.files import atomic_write_all
-from oryx_mllm.processing.options import MarkStyle
+from oryx_mllm.processing.options import PATCH_SIZE, MarkStyle
 from oryx_mllm.train.patchfile import PatchFileWriter
 
 # Small document pages for the tiny model: native-resolution reading with ~11 px glyphs at a
@@ -125,6 +125,19 @@ def _conversation(sample: SyntheticSample) -> list[dict]:
     ]
 
 
+def page_patch_text(sample: SyntheticSample) -> list[str]:
+    """The character in each ``pitch`` cell of a ``line_code(pitch=...)`` page, one string per
+    row of cells (``" "``: blank): the record's ``patch_text`` when a cell is one OryxViT patch
+    (:mod:`oryx_mllm.train.patch_labels`)."""
+    pitch, (width, height) = sample.meta["pitch"], sample.meta["size"]
+    grid = [[" "] * (width // pitch) for _ in range(height // pitch)]
+    for text, (x, y) in zip(sample.meta["lines"], sample.meta["line_xy"], strict=True):
+        for j, ch in enumerate(text):
+            if ch != " ":
+                grid[y // pitch][x // pitch + j] = ch
+    return ["".join(row) for row in grid]
+
+
 def default_task_kwargs(long_frames: int) -> dict[str, dict]:
     """Generator kwargs of the tiny curriculum: small pages for the two text-reading tasks."""
     del long_frames  # long videos get their span per sample (it depends on N)
@@ -168,7 +181,18 @@ def build_split(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out_dir {str(out)!r} exists and is not a directory")
 
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _build_into(out, name, counts, seed, task_kwargs, opt)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a failed first build leaves no empty folder
+            out.rmdir()
+        raise
+
+
+def _build_into(out: Path, name: str, counts, seed, task_kwargs, opt: BuildOptions) -> Path:
+    """Generate into a staging folder in ``out``, then move the files in (the JSON last)."""
     files = [f"{name}_{s}.bin" for s in ("images", "frames", "views")] + [f"{name}.json"]
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as staging:
         staged = {f: Path(staging) / f for f in files}
@@ -228,6 +252,8 @@ def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: B
         pass  # the scene is in the question; the record has no media key
     elif sample.modality == "image":
         rec["image"] = writers["images"].append(png_bytes(sample.media))
+        if sample.meta.get("pitch") == PATCH_SIZE:  # a page on the patch grid: name each cell
+            rec["patch_text"] = page_patch_text(sample)
     elif sample.modality == "video":
         rec["video"] = writers["frames"].append([png_bytes(f) for f in sample.media])
     elif sample.modality == "video_long":
@@ -255,6 +281,17 @@ def save_tokenizer(out_dir: str | Path) -> Path:
     path = Path(out_dir) / "tokenizer"
     build_tokenizer().save_pretrained(path)
     return path
+
+
+def json_object(text: str) -> dict[str, dict]:
+    """An argparse type: a JSON object mapping names to objects (per-task generator kwargs)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e})") from None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError('expected {"task or family": {kwarg: value, ...}, ...}')
+    return value
 
 
 def parse_counts(items: Sequence[str]) -> dict[str, int]:
@@ -290,13 +327,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "data.multiview.marks.radius_frac)",
     )
     parser.add_argument("--tokenizer", action="store_true", help="also write out_dir/tokenizer")
+    parser.add_argument(
+        "--task-kwargs",
+        type=json_object,
+        default={},
+        help='generator kwargs per task or family as JSON, e.g. \'{"documents/line_code": '
+        '{"pitch": 16, "fit": 32, "max_lines": 4, "page_sides": [256]}}\'',
+    )
     args = parser.parse_args(argv)
     try:
         style = MarkStyle(radius_frac=args.mark_radius_frac)
     except ConfigError as e:
         parser.error(f"--mark-radius-frac: {e}")
     opt = BuildOptions(
-        long_frames=args.long_frames, marks_fraction=args.marks_fraction, mark_style=style
+        long_frames=args.long_frames,
+        marks_fraction=args.marks_fraction,
+        mark_style=style,
+        task_kwargs=args.task_kwargs,
     )
     try:
         path = build_split(

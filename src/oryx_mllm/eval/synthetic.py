@@ -285,6 +285,8 @@ def write_report(report: dict, out_dir: str | Path, name: str = "synthetic_eval"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from oryx_mllm.data.build import json_object
+
     p = argparse.ArgumentParser(prog="python -m oryx_mllm.eval.synthetic")
     p.add_argument("model", nargs="?", default=None, help="model folder (default: embedded)")
     p.add_argument("--out", default="runs/eval")
@@ -297,6 +299,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--long-frames", type=int, default=1000)
     p.add_argument("--long-depth", type=float, default=None)
     p.add_argument("--marks", action="store_true")
+    p.add_argument(
+        "--task-kwargs",
+        type=json_object,
+        default={},
+        help="generator kwargs per task or family as JSON (as python -m oryx_mllm.data.build)",
+    )
     p.add_argument("--device", default=None, help="e.g. cuda (default: CPU)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     a = p.parse_args(argv)
@@ -312,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             long_frames=a.long_frames,
             long_depth=a.long_depth,
             marks=a.marks,
+            task_kwargs=a.task_kwargs,
         )
         if not a.name or Path(a.name).name != a.name:
             raise ConfigError(f"--name must be a file name without folders, got {a.name!r}")

@@ -16,12 +16,12 @@ conversation, the smallest compression that fits.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from oryx_mllm.compression_policy import check_ratio, fit_to_budget
 from oryx_mllm.config import VISUAL_TOKEN
-from oryx_mllm.errors import InvalidInputError, UnsupportedModalityError
+from oryx_mllm.errors import ConfigError, InvalidInputError, UnsupportedModalityError
 from oryx_mllm.processing.chat import (
     DEFAULT_SYSTEM,
     IM_END,
@@ -30,10 +30,20 @@ from oryx_mllm.processing.chat import (
     ensure_visual_token,
     marker_for,
 )
-from oryx_mllm.processing.types import VisualInput
+from oryx_mllm.processing.types import MODALITIES, VisualInput
 
 PART_TYPES = ("text", "image", "video", "multiview", "visual")
 PROCESSOR_CONFIG = "processor_config.json"
+
+
+def check_text_first(value: object) -> tuple[str, ...]:
+    """``value`` as a tuple of modality names from ``MODALITIES``, or a ConfigError."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ConfigError(f"text_first must be a list of modalities, got {value!r}")
+    bad = sorted({str(v) for v in value} - set(MODALITIES))
+    if bad:
+        raise ConfigError(f"text_first has unknown modalities {bad}; choose from {MODALITIES}")
+    return tuple(value)
 
 
 class OryxProcessor:
@@ -46,7 +56,11 @@ class OryxProcessor:
         image_options=None,
         video_options=None,
         multiview_options=None,
+        text_first: Sequence[str] = (),
     ):
+        """``text_first``: modalities (``MODALITIES``) the model was trained to be asked about
+        with the question before the media (``data.text_first``); :meth:`media_after_text` says
+        which order a turn takes. Released models: none (the media first)."""
         self.tokenizer = tokenizer
         self.visual_token = visual_token
         self.visual_token_id = ensure_visual_token(tokenizer, visual_token)
@@ -57,13 +71,13 @@ class OryxProcessor:
         self.image_options = image_options
         self.video_options = video_options
         self.multiview_options = multiview_options
+        self.text_first = check_text_first(text_first)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
         """The tokenizer in ``path`` plus the options of ``processor_config.json`` when present
         (released folders have none: the released preprocessing defaults then apply)."""
         from oryx_mllm.checkpoint import load_tokenizer
-        from oryx_mllm.errors import ConfigError
         from oryx_mllm.files import read_json
         from oryx_mllm.processing import options as opts
 
@@ -78,6 +92,7 @@ class OryxProcessor:
                 "multiview_options": opts.multiview_options_from_dict(
                     saved.get("multiview_options")
                 ),
+                "text_first": check_text_first(saved.get("text_first", [])),
             }
             opts.check_number("patch_size", parsed["patch_size"], integer=True)
         except ConfigError as exc:
@@ -96,6 +111,7 @@ class OryxProcessor:
             "image_options": maybe(self.image_options),
             "video_options": maybe(self.video_options),
             "multiview_options": maybe(self.multiview_options),
+            "text_first": list(self.text_first),
         }
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -104,6 +120,12 @@ class OryxProcessor:
 
         self.tokenizer.save_pretrained(str(directory))
         atomic_save_json(self.to_dict(), Path(directory) / PROCESSOR_CONFIG)
+
+    def media_after_text(self, modalities: Iterable[str]) -> bool:
+        """Whether a user turn with media of these modalities puts its question first: when
+        every one of them is in ``text_first`` (and there is at least one)."""
+        kinds = set(modalities)
+        return bool(kinds) and kinds <= set(self.text_first)
 
     @property
     def eos_token_id(self) -> int:
@@ -231,6 +253,7 @@ class OryxProcessor:
                     system=self.system,
                     add_generation_prompt=add_generation_prompt,
                     patch_size=self.patch_size,
+                    markers_after=self.media_after_text(it.modality for it in items),
                 )
             )
             flat.extend(items)

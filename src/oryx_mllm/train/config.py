@@ -26,6 +26,7 @@ from oryx_mllm.processing.options import (
     multiview_options_from_dict,
     video_options_from_dict,
 )
+from oryx_mllm.processing.types import MODALITIES
 from oryx_mllm.train.precision import MIXED_PRECISION_VALUES
 
 
@@ -211,9 +212,19 @@ class DataSpec:
     # modality.
     group_by_length: bool = True
     packing: bool = False
+    # Modalities (image, video, multiview; video covers long videos) whose first question is
+    # put before its media ("question\n<image>\n") instead of after it, the LLaVA order the
+    # released models use. Saved in processor_config.json, so inference asks the same way.
+    text_first: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.train = _str_list("data.train", self.train, paths=True)
+        self.text_first = _str_list("data.text_first", self.text_first)
+        bad = sorted(set(self.text_first) - set(MODALITIES))
+        if bad:
+            raise ConfigError(
+                f"data.text_first has unknown modalities {bad}; choose from {MODALITIES}"
+            )
         self.data_root = _path("data.data_root", self.data_root)
         check_range("data.max_length", self.max_length, integer=True, at_least=1)
         check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
@@ -251,6 +262,25 @@ class DataSpec:
         check_mapping("data.multiview.frame", frame)
         frame = {**self.video, **frame}
         return _options("data.multiview", multiview_options_from_dict, {**mv, "frame": frame})
+
+
+@dataclass
+class AlignSpec:
+    """The patch-label loss (:mod:`oryx_mllm.train.patch_labels`): ``weight`` x the LM head's
+    cross-entropy on the visual tokens of records with ``patch_text``, added to the answer loss
+    up to optimiser step ``until_step`` of the stage (null: every step). ``weight`` 0: off."""
+
+    weight: float = 0.0
+    until_step: int | None = None
+
+    def __post_init__(self) -> None:
+        check_range("align.weight", self.weight, at_least=0)
+        if self.until_step is not None:
+            check_range("align.until_step", self.until_step, integer=True, at_least=1)
+
+    def active(self, step: int) -> bool:
+        """Whether the loss applies at optimiser step ``step`` (1-based)."""
+        return self.weight > 0 and (self.until_step is None or step <= self.until_step)
 
 
 @dataclass
@@ -340,6 +370,7 @@ class TrainConfig:
     data: DataSpec = field(default_factory=DataSpec)
     stage: StageSpec = field(default_factory=StageSpec)
     optim: OptimSpec = field(default_factory=OptimSpec)
+    align: AlignSpec = field(default_factory=AlignSpec)
     per_device_batch_size: int = 1
     gradient_accumulation_steps: int = 1
     epochs: int = 1
@@ -366,6 +397,7 @@ class TrainConfig:
             ("data", DataSpec),
             ("stage", StageSpec),
             ("optim", OptimSpec),
+            ("align", AlignSpec),
         ):
             setattr(self, name, _build(cls, getattr(self, name), name))
         self.output_dir = _path("output_dir", self.output_dir)
@@ -401,6 +433,8 @@ class TrainConfig:
         bad = sorted(set(self.report_to) - set(REPORTERS))
         if bad:
             raise ConfigError(f"report_to has unknown entries {bad}; choose from {REPORTERS}")
+        if self.align.weight > 0 and self.data.packing:
+            raise ConfigError("align (the patch-label loss) is not supported with data.packing")
         self._check_stages()
 
     def _check_stages(self) -> None:
@@ -438,14 +472,15 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Keys a stage of a multi-stage recipe may set. ``data``, ``stage`` and ``optim`` are merged key by
-# key over the recipe's top-level sections; the others replace the top-level value.
+# Keys a stage of a multi-stage recipe may set. ``data``, ``stage``, ``optim`` and ``align`` are
+# merged key by key over the recipe's top-level sections; the others replace the top-level value.
 STAGE_KEYS = frozenset(
     {
         "name",
         "data",
         "stage",
         "optim",
+        "align",
         "per_device_batch_size",
         "gradient_accumulation_steps",
         "epochs",
@@ -456,7 +491,7 @@ STAGE_KEYS = frozenset(
         "seed",
     }
 )
-_MERGED = ("data", "stage", "optim")
+_MERGED = ("data", "stage", "optim", "align")
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _TAKEN = ("final", "summary.json")  # what a multi-stage run writes next to its stages' folders
 

@@ -142,6 +142,7 @@ class OryxJsonDataset(Dataset):
             "conversations": [t.to_json() for t in s.conversations],
             "media": media,
             "frames": list(frames) if frames is not None else None,
+            "patch_text": s.extra.get("patch_text"),
         }
 
     def __getitem__(self, index: int) -> Any:

@@ -510,7 +510,11 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     accum, world = cfg.gradient_accumulation_steps, accelerator.num_processes
     step_batch = cfg.per_device_batch_size * accum  # samples per rank per optimiser step
     transform = TrainTransform(
-        tokenizer, model.config.visual_token_id, cfg.data, model.config.patch_size
+        tokenizer,
+        model.config.visual_token_id,
+        cfg.data,
+        model.config.patch_size,
+        patch_labels=cfg.align.weight > 0,
     )
     base = OryxJsonDataset(cfg.data.train, cfg.data.data_root, transform=transform)
     if len(base) == 0:
@@ -573,7 +577,8 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
             )
             for batch in loader:
                 stats.add(batch.skipped)
-                loss_sum, n_tokens = 0.0, 0
+                loss_sum, n_tokens, visual_sum = 0.0, 0, 0.0
+                align = cfg.align.active(step + 1)  # the patch-label loss at this step
                 micro = batch.data
                 for i, mb in enumerate(micro):
                     last = i == len(micro) - 1
@@ -607,20 +612,33 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                             attention_mask=mb["attention_mask"],
                             visual_inputs=mb["visual_inputs"],
                             labels=mb["labels"],
+                            visual_labels=mb.get("visual_labels") if align else None,
                         )
                         loss = out.loss / len(micro)
-                        accelerator.backward(loss)
+                        if align and mb.get("visual_labels") is not None:
+                            visual = out.visual_loss / len(micro)
+                            accelerator.backward(loss + cfg.align.weight * visual)
+                            visual_sum += visual.detach().float()
+                        else:
+                            accelerator.backward(loss)
                     loss_sum += loss.detach().float()
                     n_tokens += int(mb["attention_mask"].sum())
                 # the same value on every rank: all of them stop together on a non-finite loss
                 mean_loss = accelerator.reduce(
                     torch.as_tensor(loss_sum, device=accelerator.device), "mean"
                 ).item()
-                if not math.isfinite(mean_loss):
+                if align:
+                    mean_visual = accelerator.reduce(
+                        torch.as_tensor(visual_sum, device=accelerator.device), "mean"
+                    ).item()
+                    mean_loss_total = mean_loss + cfg.align.weight * mean_visual
+                else:
+                    mean_loss_total = mean_loss
+                if not math.isfinite(mean_loss_total):
                     # under DeepSpeed accelerate's backward has already run the engine's step
                     updated = accelerator.distributed_type == DistributedType.DEEPSPEED
                     raise TrainingError(
-                        _diverged(mean_loss, step + 1, cfg, output_dir, updated=updated)
+                        _diverged(mean_loss_total, step + 1, cfg, output_dir, updated=updated)
                     )
                 if cfg.optim.max_grad_norm:
                     accelerator.clip_grad_norm_(params, cfg.optim.max_grad_norm)
@@ -644,6 +662,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                             "epoch": epoch,
                             "tokens_per_s": tokens_seen / max(elapsed, 1e-9),
                             "skipped": stats.total,
+                            **({"visual_loss": mean_visual} if align else {}),
                         },
                     )
                 progress.update(step, mean_loss, lr, tokens_seen / max(elapsed, 1e-9))
@@ -746,6 +765,7 @@ def _save_processor_config(cfg: TrainConfig, tokenizer, patch_size: int, final: 
         image_options=cfg.data.image_options(),
         video_options=cfg.data.video_options(),
         multiview_options=cfg.data.multiview_options(),
+        text_first=cfg.data.text_first,
     ).save_pretrained(final)
 
 

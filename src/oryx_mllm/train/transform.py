@@ -16,13 +16,20 @@ from typing import Any
 import torch
 
 from oryx_mllm.errors import ConfigError, ContextLengthError, DataError
-from oryx_mllm.processing.chat import IGNORE_INDEX, Encoded, collate, encode_conversation
+from oryx_mllm.processing.chat import (
+    IGNORE_INDEX,
+    Encoded,
+    collate,
+    encode_conversation,
+    markers_after_text,
+)
 from oryx_mllm.processing.image import preprocess_image
 from oryx_mllm.processing.multiview import preprocess_views
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import decode_frames_at, preprocess_video
 from oryx_mllm.train.config import DataSpec
 from oryx_mllm.train.packing import pack_sequences
+from oryx_mllm.train.patch_labels import check_patch_text, patch_text_targets
 
 ROLE = {"human": "user", "gpt": "assistant", "system": "system"}
 
@@ -41,7 +48,16 @@ class TrainExample:
 class TrainTransform:
     """Raw item -> :class:`TrainExample` (tokenised ChatML with expanded visual placeholders)."""
 
-    def __init__(self, tokenizer, visual_token_id: int, data: DataSpec, patch_size: int = 16):
+    def __init__(
+        self,
+        tokenizer,
+        visual_token_id: int,
+        data: DataSpec,
+        patch_size: int = 16,
+        patch_labels: bool = False,
+    ):
+        """``patch_labels``: turn a record's ``patch_text`` into per-visual-token labels
+        (``VisualInput.meta["labels"]``, :mod:`oryx_mllm.train.patch_labels`)."""
         self.tokenizer = tokenizer
         self.visual_token_id = visual_token_id
         self.max_length = data.max_length
@@ -51,6 +67,8 @@ class TrainTransform:
         self.video_options = data.video_options(long_video=False)
         self.long_options = data.video_options(long_video=True)
         self.view_options = data.multiview_options()
+        self.text_first = set(data.text_first)
+        self.patch_labels = patch_labels
 
     def visual_inputs(self, item: dict) -> list[VisualInput]:
         modality, media = item["modality"], item["media"]
@@ -74,6 +92,23 @@ class TrainTransform:
     def __call__(self, item: dict) -> TrainExample:
         visual = self.visual_inputs(item)
         messages = [{"role": ROLE[t["from"]], "content": t["value"]} for t in item["conversations"]]
+        kind = "video" if item["modality"] == "video_long" else item["modality"]
+        if kind in self.text_first:  # the first question before its media
+            first = next(m for m in messages if m["role"] == "user")
+            first["content"] = markers_after_text(first["content"])
+        if self.patch_labels and item.get("patch_text") is not None:
+            rows = check_patch_text(item["patch_text"])
+            if len(visual) != 1:
+                raise DataError(f"sample {item['id']!r}: 'patch_text' needs exactly one image")
+            try:
+                labels = patch_text_targets(visual[0], rows, self.tokenizer, self.patch_size)
+            except DataError as e:
+                raise DataError(f"sample {item['id']!r}: {e}") from None
+            visual[0].meta["labels"] = labels
+        if self.patch_labels:  # every visual input of a sample gets labels, -100 when unnamed
+            for v in visual:
+                if "labels" not in v.meta:
+                    v.meta["labels"] = torch.full((v.num_tokens(self.patch_size),), IGNORE_INDEX)
         encoded = encode_conversation(
             messages,
             self.tokenizer,
@@ -131,6 +166,9 @@ class MicroBatchCollator:
             batch = collate([e.encoded for e in chunk], self.pad_token_id, padding_side="right")
             batch["visual_inputs"] = [v for e in chunk for v in e.visual]
             batch["ids"] = [e.id for e in chunk]
+            visual = batch["visual_inputs"]
+            if visual and all("labels" in v.meta for v in visual):  # TrainTransform(patch_labels)
+                batch["visual_labels"] = torch.cat([v.meta["labels"] for v in visual])
             out.append(batch)
         return out
 

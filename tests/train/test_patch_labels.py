@@ -1,0 +1,216 @@
+"""Patch labels (records' ``patch_text``), the text-first order (``data.text_first``) and the
+align loss in the model and the trainer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from oryx_mllm.config import VISUAL_TOKEN
+from oryx_mllm.errors import ConfigError, DataError, InvalidInputError
+from oryx_mllm.processing.chat import IGNORE_INDEX, ensure_visual_token, markers_after_text
+from oryx_mllm.processing.processor import OryxProcessor
+from oryx_mllm.processing.types import VisualInput
+from oryx_mllm.train.config import DataSpec, TrainConfig
+from oryx_mllm.train.patch_labels import check_patch_text, patch_text_targets
+from oryx_mllm.train.trainer import train
+from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from trainer_utils import DATA_OPTIONS, recipe_dict, save_tiny_model  # noqa: E402
+
+from oryx_tiny import byte_tokenizer, image, tiny_model  # noqa: E402
+
+PAGE_TEXT = ["a1 ", " b2"]  # a 2 x 3 patch page: 32 x 48 px at native resolution
+
+
+def page_item(tok, **over) -> dict:
+    """A raw training item: a 32 x 48 px page, its patch text and one question."""
+    arr = np.full((32, 48, 3), 230, np.uint8)
+    buf = Path(over.pop("root")) / "page.png"
+    Image.fromarray(arr).save(buf)
+    return {
+        "id": "page0",
+        "modality": "image",
+        "media": [buf],
+        "frames": None,
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is on row 2?"},
+            {"from": "gpt", "value": "b2"},
+        ],
+        "patch_text": PAGE_TEXT,
+        **over,
+    }
+
+
+def transform(tok, **data) -> TrainTransform:
+    spec = DataSpec(image={"lowres_pixels": 32 * 32, "multiple": 16}, max_length=512, **data)
+    return TrainTransform(tok, ensure_visual_token(tok), spec, patch_labels=True)
+
+
+@pytest.fixture
+def tok():
+    t = byte_tokenizer()
+    ensure_visual_token(t)
+    return t
+
+
+def test_targets_name_each_native_patch_and_ignore_the_rest(tok):
+    item = image((32, 48))  # low-res view 32 x 32 (2 x 2 patches), native 2 x 3 patches
+    t = patch_text_targets(item, PAGE_TEXT, tok)
+    assert len(t) == item.num_tokens()
+    ids = {c: tok.encode(c, add_special_tokens=False)[0] for c in "a1b2"}
+    lo = 1 + 2 * (2 + 1) + 1  # begin, two low-res rows + their newlines, sep
+    native = t[lo : lo + 2 * 4].view(2, 4)  # two rows of 3 patches + a newline each
+    expected = [[ids["a"], ids["1"], IGNORE_INDEX, IGNORE_INDEX]]
+    expected += [[IGNORE_INDEX, ids["b"], ids["2"], IGNORE_INDEX]]
+    assert native.tolist() == expected
+    assert (t[:lo] == IGNORE_INDEX).all() and t[-1] == IGNORE_INDEX
+
+
+@pytest.mark.parametrize(
+    "rows, item, message",
+    [
+        (["abcd", "efgh"], image((32, 48)), "2 x 4 cells but the image is 2 x 3"),
+        (PAGE_TEXT, VisualInput("video", [torch.zeros(3, 32, 48)]), "uncompressed"),
+    ],
+)
+def test_targets_that_do_not_fit_the_image_are_a_data_error(tok, rows, item, message):
+    with pytest.raises(DataError, match=message):
+        patch_text_targets(item, rows, tok)
+
+
+def test_a_character_of_several_tokens_is_a_data_error():
+    class TwoTokens:
+        def encode(self, text, add_special_tokens=False):
+            return [1, 2]
+
+    with pytest.raises(DataError, match="is 2 tokens"):
+        patch_text_targets(image((32, 48)), PAGE_TEXT, TwoTokens())
+
+
+@pytest.mark.parametrize("bad", [[], "ab", ["ab", "c"], ["", ""], [1, 2]])
+def test_malformed_patch_text_is_a_data_error(bad):
+    with pytest.raises(DataError, match="patch_text"):
+        check_patch_text(bad)
+
+
+def test_markers_after_text_moves_only_leading_markers():
+    assert markers_after_text("<image>\nWhat?") == "What?\n<image>\n"
+    assert markers_after_text("<image><image>\nQ") == "Q\n<image>\n<image>\n"
+    assert markers_after_text("Q <image>") == "Q <image>"
+
+
+def test_text_first_training_text_matches_what_the_processor_asks(tok, tmp_path):
+    """The tokens a text-first model is trained on begin with exactly the prompt the processor
+    builds for that modality at inference (messages_for's order)."""
+    ex = transform(tok, text_first=["image"])(page_item(tok, root=tmp_path))
+    processor = OryxProcessor(
+        tok,
+        image_options=DataSpec(image={"lowres_pixels": 32 * 32, "multiple": 16}).image_options(),
+    )
+    processor.text_first = ("image",)
+    parts = [
+        {"type": "text", "text": "What is on row 2?\n"},
+        {"type": "image", "image": tmp_path / "page.png"},
+    ]
+    prompt = processor([{"role": "user", "content": parts}])["input_ids"][0].tolist()
+    assert ex.encoded.input_ids[: len(prompt)] == prompt
+    text = tok.decode(ex.encoded.input_ids)
+    assert text.index("What is on row 2?") < text.index(VISUAL_TOKEN)
+
+
+def test_media_first_is_kept_without_text_first(tok, tmp_path):
+    ex = transform(tok)(page_item(tok, root=tmp_path))
+    text = tok.decode(ex.encoded.input_ids)
+    assert text.index(VISUAL_TOKEN) < text.index("What is on row 2?")
+
+
+def test_collated_visual_labels_follow_the_placeholder_order(tok, tmp_path):
+    t = transform(tok)
+    page = t(page_item(tok, root=tmp_path))
+    plain = t(page_item(tok, root=tmp_path, id="plain", patch_text=None))
+    (mb,) = MicroBatchCollator(tok.pad_token_id, 1)([plain, page])
+    n_plain = plain.visual[0].num_tokens()
+    assert (mb["visual_labels"][:n_plain] == IGNORE_INDEX).all()
+    assert torch.equal(mb["visual_labels"][n_plain:], page.visual[0].meta["labels"])
+
+
+def test_model_visual_loss_is_the_lm_head_cross_entropy_on_the_visual_embeddings():
+    tok = byte_tokenizer()
+    model = tiny_model("qwen2", tok)
+    item = image((32, 48))
+    vid = model.config.visual_token_id
+    ids = torch.tensor([[5, 6, *[vid] * item.num_tokens(), 7]])
+    labels = patch_text_targets(item, PAGE_TEXT, tok)
+    out = model(input_ids=ids, visual_inputs=[item], visual_labels=labels)
+    embeds = model.embed(ids, [item])[0, 2:-1]
+    head = model.language_model.get_output_embeddings()
+    keep = labels != IGNORE_INDEX
+    expected = F.cross_entropy(head(embeds[keep]).float(), labels[keep])
+    torch.testing.assert_close(out.visual_loss, expected)
+    with pytest.raises(InvalidInputError, match="visual_labels has 3 entries"):
+        model(input_ids=ids, visual_inputs=[item], visual_labels=labels[:3])
+
+
+def test_align_config_is_checked():
+    with pytest.raises(ConfigError, match="align.weight"):
+        TrainConfig(align={"weight": -1})
+    with pytest.raises(ConfigError, match="align.until_step"):
+        TrainConfig(align={"weight": 1, "until_step": 0})
+    with pytest.raises(ConfigError, match="not supported with data.packing"):
+        TrainConfig(align={"weight": 1}, data={"packing": True})
+    with pytest.raises(ConfigError, match="data.text_first has unknown modalities"):
+        TrainConfig(data={"text_first": ["audio"]})
+
+
+def test_processor_config_text_first_round_trips_and_is_checked(tmp_path):
+    OryxProcessor(byte_tokenizer(), text_first=["image"]).save_pretrained(tmp_path)
+    assert OryxProcessor.from_pretrained(tmp_path).text_first == ("image",)
+    cfg = json.loads((tmp_path / "processor_config.json").read_text())
+    (tmp_path / "processor_config.json").write_text(json.dumps({**cfg, "text_first": ["sound"]}))
+    with pytest.raises(ConfigError, match="text_first has unknown modalities"):
+        OryxProcessor.from_pretrained(tmp_path)
+
+
+def test_trainer_adds_the_align_loss_until_its_step_and_saves_text_first(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (32, 48, 3), dtype=np.uint8)).save(data / f"p{i}.png")
+        records.append(
+            {
+                "id": f"p{i}",
+                "image": f"p{i}.png",
+                "patch_text": PAGE_TEXT,
+                "conversations": [
+                    {"from": "human", "value": "<image>\nRow 2?"},
+                    {"from": "gpt", "value": "b2"},
+                ],
+            }
+        )
+    (data / "train.json").write_text(json.dumps(records))
+    recipe = recipe_dict(
+        save_tiny_model(tmp_path / "model"),
+        data / "train.json",
+        tmp_path / "out",
+        data={"image": {**DATA_OPTIONS["image"], "multiple": 16}, "text_first": ["image"]},
+        align={"weight": 1.0, "until_step": 2},
+        max_steps=4,
+        save_steps=4,
+    )
+    train(TrainConfig(**recipe))
+    rows = [json.loads(x) for x in (tmp_path / "out/metrics.jsonl").read_text().splitlines()]
+    assert [("visual_loss" in r) for r in rows] == [True, True, False, False]
+    assert all(np.isfinite(r["visual_loss"]) and r["visual_loss"] > 0 for r in rows[:2])
+    saved = json.loads((tmp_path / "out/final/processor_config.json").read_text())
+    assert saved["text_first"] == ["image"]
