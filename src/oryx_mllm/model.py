@@ -10,11 +10,13 @@ order into the placeholder positions (row-major over the batch).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from oryx_mllm.compressor import DynamicCompressor
 from oryx_mllm.config import OryxConfig
@@ -22,6 +24,13 @@ from oryx_mllm.errors import ContextLengthError, InvalidInputError
 from oryx_mllm.processing.types import MODALITIES, VisualInput
 from oryx_mllm.projector import OryxProjector
 from oryx_mllm.vision import OryxViT
+
+
+@dataclass
+class OryxCausalLMOutput(CausalLMOutputWithPast):
+    """The language model's output plus ``visual_loss`` (``forward(visual_labels=...)``)."""
+
+    visual_loss: torch.Tensor | None = None
 
 
 class OryxForConditionalGeneration(nn.Module):
@@ -198,20 +207,22 @@ class OryxForConditionalGeneration(nn.Module):
         out = self.language_model(
             inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, **kwargs
         )
-        if visual_labels is not None:
-            x = embeds[self.visual_mask(input_ids.reshape(embeds.shape[:2]))]  # [N, D]
-            if len(x) != len(visual_labels):
-                raise InvalidInputError(
-                    f"visual_labels has {len(visual_labels)} entries for {len(x)} visual tokens"
-                )
-            keep = visual_labels != -100
-            head = self.language_model.get_output_embeddings()
-            out["visual_loss"] = (
-                F.cross_entropy(head(x[keep]).float(), visual_labels[keep])
-                if keep.any()
-                else x.sum() * 0.0
+        if visual_labels is None:
+            return out
+        x = embeds[self.visual_mask(input_ids.reshape(embeds.shape[:2]))]  # [N, D]
+        if len(x) != len(visual_labels):
+            raise InvalidInputError(
+                f"visual_labels has {len(visual_labels)} entries for {len(x)} visual tokens"
             )
-        return out
+        keep = visual_labels != -100
+        head = self.language_model.get_output_embeddings()
+        visual_loss = (
+            F.cross_entropy(head(x[keep]).float(), visual_labels[keep])
+            if keep.any()
+            else x.sum() * 0.0
+        )
+        # a declared output type: DDP rebuilds the output from its fields after the forward
+        return OryxCausalLMOutput(**out, visual_loss=visual_loss)
 
     @torch.no_grad()
     def generate(

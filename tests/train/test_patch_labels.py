@@ -156,6 +156,11 @@ def test_model_visual_loss_is_the_lm_head_cross_entropy_on_the_visual_embeddings
     keep = labels != IGNORE_INDEX
     expected = F.cross_entropy(head(embeds[keep]).float(), labels[keep])
     torch.testing.assert_close(out.visual_loss, expected)
+    # DDP rebuilds the output from its flattened fields after every forward
+    leaves, spec = torch.utils._pytree.tree_flatten(out)
+    torch.testing.assert_close(
+        torch.utils._pytree.tree_unflatten(leaves, spec).visual_loss, expected
+    )
     with pytest.raises(InvalidInputError, match="visual_labels has 3 entries"):
         model(input_ids=ids, visual_inputs=[item], visual_labels=labels[:3])
 
