@@ -1,0 +1,92 @@
+"""Write the documents variants of recipes/tiny.yaml tried in the twenty-second session (runs
+31-35 of docs/default_model.md, "Documents in the full recipe").
+
+Each is recipes/tiny.yaml plus ``data.text_first``, a documents stage on 4-line grid pages (the
+twenty-first session's probe: 8 pages per step, lr 5e-4, the patch-label loss for 500 steps) and
+the replay pages in the joint stage. The data (docs.json, docs_replay.json) is built as that
+section shows.
+
+    .venv/bin/python scripts/documents_recipe.py --order first --out runs/s22/run32.yaml
+    OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 \\
+        -m oryx_mllm.cli train runs/s22/run32.yaml
+
+Runs: 31 ``--order after --joint-steps 1850``; 32 ``--order first --joint-steps 2000``; 33
+``--order first --fast --video-steps 700 --joint-steps 2200``; 34 ``--order mixed --joint-steps
+2200``; 35 ``--order first --text-first image video``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+DATA = "runs/tiny/data"
+DOCUMENTS = {
+    "name": "documents",
+    "data": {"train": [f"{DATA}/docs.json"]},
+    "stage": {"name": "documents_on_a_grid"},
+    "optim": {"lr": 5.0e-4, "warmup_ratio": 0.05},
+    "align": {"weight": 1.0, "until_step": 500},
+    "per_device_batch_size": 4,  # x 2 processes = the probe's 8 pages per step
+    "max_steps": 3000,
+}
+FAST = {"group_lr": {"vision_resampler": 1.0e-2, "mm_projector": 1.0e-2}}
+
+
+def variant(
+    base: dict,
+    order: str,
+    fast: bool,
+    text_first: list[str],
+    video_steps: int,
+    joint_steps: int,
+    output_dir: str,
+) -> dict:
+    recipe = {**base, "output_dir": output_dir}
+    recipe["data"] = {**base["data"], "text_first": text_first}
+    stages = {s["name"]: dict(s) for s in base["stages"]}
+    ignite, video, joint = stages["ignite"], stages["video"], stages["joint"]
+    video["max_steps"] = video_steps
+    joint["max_steps"] = joint_steps
+    joint["data"] = {"train": [*joint["data"]["train"], f"{DATA}/docs_replay.json"]}
+    if fast:
+        ignite["optim"] = video["optim"] = FAST
+    if order == "first":
+        recipe["stages"] = [DOCUMENTS, ignite, video, joint]
+    elif order == "after":
+        recipe["stages"] = [ignite, video, DOCUMENTS, joint]
+    else:  # the ignite data mixed into the documents stage
+        mixed = {
+            **DOCUMENTS,
+            "name": "ignite",
+            "stage": {"name": "ignite_needle_colour_and_documents"},
+        }
+        mixed["data"] = {"train": [*ignite["data"]["train"], *DOCUMENTS["data"]["train"]]}
+        recipe["stages"] = [mixed, video, joint]
+    return recipe
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--order", choices=("first", "after", "mixed"), required=True)
+    p.add_argument("--fast", action="store_true", help="connector at lr 1e-2 in ignite and video")
+    p.add_argument("--text-first", nargs="+", default=["image"])
+    p.add_argument("--video-steps", type=int, default=400)
+    p.add_argument("--joint-steps", type=int, default=2600)
+    p.add_argument("--base", default="recipes/tiny.yaml")
+    p.add_argument("--out", required=True)
+    p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")
+    a = p.parse_args()
+    base = yaml.safe_load(Path(a.base).read_text())
+    out = Path(a.out)
+    output_dir = a.output_dir or f"runs/{out.stem}"
+    recipe = variant(base, a.order, a.fast, a.text_first, a.video_steps, a.joint_steps, output_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(recipe, sort_keys=False))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
