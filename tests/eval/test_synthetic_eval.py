@@ -189,3 +189,8 @@ def test_main_rejects_task_kwargs_that_are_not_json(tmp_path, capsys):
         main(["--task-kwargs", "{nope", "--out", str(tmp_path / "out")])
     assert exc.value.code == 2
     assert "argument --task-kwargs: not valid JSON" in capsys.readouterr().err
+
+
+def test_main_names_a_misspelt_task_in_task_kwargs_before_loading_the_model(tmp_path, capsys):
+    err = _main_error(tmp_path, capsys, "--task-kwargs", '{"documents/line_cod": {"pitch": 16}}')
+    assert "error: unknown task or family 'documents/line_cod'" in err

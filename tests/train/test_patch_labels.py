@@ -219,3 +219,8 @@ def test_trainer_adds_the_align_loss_until_its_step_and_saves_text_first(tmp_pat
     assert all(np.isfinite(r["visual_loss"]) and r["visual_loss"] > 0 for r in rows[:2])
     saved = json.loads((tmp_path / "out/final/processor_config.json").read_text())
     assert saved["text_first"] == ["image"]
+
+
+def test_a_record_with_bad_patch_text_is_a_data_error_naming_the_sample(tok, tmp_path):
+    with pytest.raises(DataError, match="sample 'page0': 'patch_text' must be"):
+        transform(tok)(page_item(tok, root=tmp_path, patch_text=["ab", "c"]))

@@ -51,6 +51,7 @@ from oryx_mllm.data.synthetic import (
     SyntheticSample,
     check_seed,
     generate,
+    resolve_task_kwargs,
 )
 from oryx_mllm.errors import ConfigError, OryxError
 
@@ -98,6 +99,7 @@ class SyntheticEvalOptions:
         """Raise :class:`ConfigError` (or ``check_ratio``'s error) naming the first bad option."""
         check_seed(self.seed, "test")
         _tasks(self.tasks)
+        resolve_task_kwargs(self.task_kwargs)  # unknown task names and generator arguments
         counts = {
             "per_task": self.per_task,
             "batch_size": self.batch_size,

@@ -97,10 +97,10 @@ class TrainTransform:
             first = next(m for m in messages if m["role"] == "user")
             first["content"] = markers_after_text(first["content"])
         if self.patch_labels and item.get("patch_text") is not None:
-            rows = check_patch_text(item["patch_text"])
-            if len(visual) != 1:
-                raise DataError(f"sample {item['id']!r}: 'patch_text' needs exactly one image")
             try:
+                rows = check_patch_text(item["patch_text"])
+                if len(visual) != 1:
+                    raise DataError("'patch_text' needs exactly one image")
                 labels = patch_text_targets(visual[0], rows, self.tokenizer, self.patch_size)
             except DataError as e:
                 raise DataError(f"sample {item['id']!r}: {e}") from None
