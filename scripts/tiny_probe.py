@@ -26,17 +26,24 @@ from torch.utils.data import DataLoader, IterableDataset
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from oryx_mllm.config import OryxConfig
-from oryx_mllm.data.build import has_marks, long_video_indices, long_video_span, marked_views
+from oryx_mllm.data.build import (
+    has_marks,
+    long_video_indices,
+    long_video_span,
+    marked_views,
+    page_patch_text,
+)
 from oryx_mllm.data.synthetic import TEST_SEED_MIN, SyntheticSample, generate, list_tasks
 from oryx_mllm.data.synthetic.common import COLOR_NAMES, SHAPES, draw_shape
 from oryx_mllm.data.synthetic.task_objects import scene_text
 from oryx_mllm.data.tokenizer import build_tokenizer
-from oryx_mllm.errors import ConfigError
+from oryx_mllm.errors import ConfigError, DataError
 from oryx_mllm.model import OryxForConditionalGeneration
 from oryx_mllm.pipeline import check_device
 from oryx_mllm.processing.chat import ensure_visual_token
 from oryx_mllm.processing.options import MarkStyle
 from oryx_mllm.train.config import DataSpec
+from oryx_mllm.train.patch_labels import patch_text_targets
 from oryx_mllm.train.trainer import batch_to_device
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
 from oryx_mllm.vision import OryxViT, OryxViTConfig
@@ -204,23 +211,14 @@ def image_align_targets(item, objects: list[dict], words: dict[str, list[int]]) 
 
 
 def page_align_targets(item, sample: SyntheticSample, tok, k: int = 4) -> torch.Tensor:
-    """``[N, k]`` for a documents page set on a grid (``line_code(pitch=...)``) at 1x: each
+    """``[N, k]`` for a documents page set on a grid (``line_code(pitch=16)``) at 1x: each
     native-view token under a character should predict that character's token (repeated ``k``
-    times, the shape :func:`align_loss` takes); -100 elsewhere (the low-res view included)."""
-    grids = item.grids()
-    pitch, (width, height) = sample.meta["pitch"], sample.meta["size"]
-    h, w = grids[-1]
-    if (h, w) != (height // pitch, width // pitch):
-        raise SystemExit("--align-weight on documents needs 1x pages of whole 16 px cells")
-    chars = torch.full((h, w), -100)
-    for text, (x, y) in zip(sample.meta["lines"], sample.meta["line_xy"], strict=True):
-        for j, ch in enumerate(text):
-            if ch != " ":
-                chars[y // pitch, x // pitch + j] = tok.convert_tokens_to_ids(ch)
-    lo = grids[0][0] * (grids[0][1] + 1) + 1  # low-res rows with their newlines, then the sep
-    rows = torch.cat([chars, torch.full((h, 1), -100)], 1).reshape(-1)  # a newline per row
-    t = torch.cat([torch.full((1 + lo,), -100), rows, torch.full((1,), -100)])
-    assert len(t) == item.num_tokens(), (len(t), item.num_tokens())
+    times, the shape :func:`align_loss` takes); -100 elsewhere (the low-res view included).
+    The library's patch labels (``page_patch_text`` + ``patch_text_targets``)."""
+    try:
+        t = patch_text_targets(item, page_patch_text(sample), tok)
+    except DataError as e:
+        raise SystemExit(f"--align-weight on documents: {e}") from None
     return t[:, None].repeat(1, k)
 
 

@@ -26,7 +26,7 @@ from oryx_mllm.processing.options import (
     multiview_options_from_dict,
     video_options_from_dict,
 )
-from oryx_mllm.processing.types import MODALITIES
+from oryx_mllm.processing.processor import check_text_first
 from oryx_mllm.train.precision import MIXED_PRECISION_VALUES
 
 
@@ -219,12 +219,11 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         self.train = _str_list("data.train", self.train, paths=True)
-        self.text_first = _str_list("data.text_first", self.text_first)
-        bad = sorted(set(self.text_first) - set(MODALITIES))
-        if bad:
-            raise ConfigError(
-                f"data.text_first has unknown modalities {bad}; choose from {MODALITIES}"
-            )
+        text_first = _str_list("data.text_first", self.text_first)
+        try:
+            self.text_first = list(check_text_first(text_first))
+        except ConfigError as e:
+            raise ConfigError(f"data.{e}") from None
         self.data_root = _path("data.data_root", self.data_root)
         check_range("data.max_length", self.max_length, integer=True, at_least=1)
         check_range("data.num_workers", self.num_workers, integer=True, at_least=0)
