@@ -43,7 +43,10 @@ def variant(
     video_steps: int,
     joint_steps: int,
     output_dir: str,
+    needle_align: tuple[int, int] = (0, 0),
 ) -> dict:
+    """``needle_align``: the patch-label loss on the needle frames (records' ``frame_text``) for
+    that many steps of the ignite and of the video stage (0: off)."""
     recipe = {**base, "output_dir": output_dir}
     recipe["data"] = {**base["data"], "text_first": text_first}
     stages = {s["name"]: dict(s) for s in base["stages"]}
@@ -53,6 +56,9 @@ def variant(
     joint["data"] = {"train": [*joint["data"]["train"], f"{DATA}/docs_replay.json"]}
     if fast:
         ignite["optim"] = video["optim"] = FAST
+    for stage, steps in zip((ignite, video), needle_align, strict=True):
+        if steps:
+            stage["align"] = {"weight": 1.0, "until_step": steps}
     if order == "first":
         recipe["stages"] = [DOCUMENTS, ignite, video, joint]
     elif order == "after":
@@ -75,6 +81,14 @@ def main() -> None:
     p.add_argument("--text-first", nargs="+", default=["image"])
     p.add_argument("--video-steps", type=int, default=400)
     p.add_argument("--joint-steps", type=int, default=2600)
+    p.add_argument(
+        "--needle-align",
+        nargs=2,
+        type=int,
+        default=(0, 0),
+        metavar=("IGNITE", "VIDEO"),
+        help="steps of the patch-label loss on the needle frames in the ignite and video stages",
+    )
     p.add_argument("--base", default="recipes/tiny.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")
@@ -82,7 +96,16 @@ def main() -> None:
     base = yaml.safe_load(Path(a.base).read_text())
     out = Path(a.out)
     output_dir = a.output_dir or f"runs/{out.stem}"
-    recipe = variant(base, a.order, a.fast, a.text_first, a.video_steps, a.joint_steps, output_dir)
+    recipe = variant(
+        base,
+        a.order,
+        a.fast,
+        a.text_first,
+        a.video_steps,
+        a.joint_steps,
+        output_dir,
+        tuple(a.needle_align),
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(recipe, sort_keys=False))
     print(f"wrote {out}")

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from oryx_mllm.data.build import (
     BuildOptions,
     build_split,
     has_marks,
     long_video_indices,
     long_video_span,
+    needle_frame_text,
     parse_counts,
 )
+from oryx_mllm.data.synthetic import make_needle_video
 from oryx_mllm.train.data import OryxJsonDataset
 
 COUNTS = {
@@ -54,6 +58,39 @@ def test_build_records_load_and_keep_the_needle(tmp_path):
         if rec["task"] == "multiview/count":
             assert item["modality"] == "multiview"
             assert isinstance(rec["marks"], bool)
+
+
+def test_long_video_records_name_the_needle_on_exactly_the_frames_that_show_it(tmp_path):
+    path = build_split(tmp_path, COUNTS, split="train", seed=0, options=BuildOptions(long_frames=8))
+    for rec in json.loads(path.read_text()):
+        if rec["task"].startswith("long_videos"):
+            words = rec["frame_text"]
+            assert len(words) == 8
+            assert {w for w in words if w} == {rec["answer"]}  # a digit needle: the digit
+        else:
+            assert "frame_text" not in rec
+
+
+def test_needle_frame_text_follows_the_pixels():
+    for needle, word in [
+        ({"kind": "shape", "shape": "circle", "color": "green"}, "green"),
+        ({"kind": "digit", "digit": "4"}, "4"),
+    ]:
+        video = make_needle_video(
+            np.random.default_rng(0),
+            needle,
+            num_frames=120,
+            depth=0.5,
+            frame_size=64,
+            needle_span=15,
+        )
+        idx = long_video_indices(120, 8)
+        shown = [
+            not np.array_equal(np.asarray(video.frame(i)), np.asarray(video.haystack(i)))
+            for i in idx
+        ]
+        assert [w == word for w in needle_frame_text(video, idx)] == shown
+        assert any(shown)
 
 
 def test_needle_sampling_never_misses():

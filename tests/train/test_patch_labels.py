@@ -19,14 +19,19 @@ from oryx_mllm.processing.chat import IGNORE_INDEX, ensure_visual_token, markers
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.train.config import DataSpec, TrainConfig
-from oryx_mllm.train.patch_labels import check_patch_text, patch_text_targets
+from oryx_mllm.train.patch_labels import (
+    check_frame_text,
+    check_patch_text,
+    frame_text_targets,
+    patch_text_targets,
+)
 from oryx_mllm.train.trainer import train
 from oryx_mllm.train.transform import MicroBatchCollator, TrainTransform
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_utils import DATA_OPTIONS, recipe_dict, save_tiny_model  # noqa: E402
 
-from oryx_tiny import byte_tokenizer, image, tiny_model  # noqa: E402
+from oryx_tiny import byte_tokenizer, image, tiny_model, video  # noqa: E402
 
 PAGE_TEXT = ["a1 ", " b2"]  # a 2 x 3 patch page: 32 x 48 px at native resolution
 
@@ -224,3 +229,75 @@ def test_trainer_adds_the_align_loss_until_its_step_and_saves_text_first(tmp_pat
 def test_a_record_with_bad_patch_text_is_a_data_error_naming_the_sample(tok, tmp_path):
     with pytest.raises(DataError, match="sample 'page0': 'patch_text' must be"):
         transform(tok)(page_item(tok, root=tmp_path, patch_text=["ab", "c"]))
+
+
+def test_frame_text_names_every_grid_token_of_its_frame(tok):
+    item = video(frames=3, size=64, ratio=2)  # 2 x 2 tokens per frame after 2x2 pooling
+    t = frame_text_targets(item, ["", "g", ""], tok)
+    assert len(t) == item.num_tokens()
+    g = tok.encode("g", add_special_tokens=False)[0]
+    per_frame = 2 * (2 + 1) + 1  # two rows of two tokens + their newlines, then the separator
+    frames = t[1:-1].view(3, per_frame)
+    assert frames[1].tolist() == [g, g, IGNORE_INDEX, g, g, IGNORE_INDEX, IGNORE_INDEX]
+    assert (frames[[0, 2]] == IGNORE_INDEX).all()
+    assert t[0] == IGNORE_INDEX and t[-1] == IGNORE_INDEX
+
+
+def test_frame_text_of_a_long_video_at_4x4_labels_one_token_per_frame(tok):
+    item = video(frames=4, size=64, ratio=4, modality="video")
+    t = frame_text_targets(item, ["", "", "", "7"], tok)
+    seven = tok.encode("7", add_special_tokens=False)[0]
+    assert (t == seven).nonzero().flatten().tolist() == [1 + 3 * 3]  # frame 3's one token
+
+
+@pytest.mark.parametrize(
+    "words, item, message",
+    [
+        (["a", ""], video(frames=3), "names 2 frames but the video has 3"),
+        (["a"], image((32, 48)), "needs a video or a multi-view scene"),
+    ],
+)
+def test_frame_text_that_does_not_fit_is_a_data_error(tok, words, item, message):
+    with pytest.raises(DataError, match=message):
+        frame_text_targets(item, words, tok)
+
+
+@pytest.mark.parametrize("bad", [[], "ab", [1, ""], None])
+def test_malformed_frame_text_is_a_data_error(bad):
+    with pytest.raises(DataError, match="frame_text"):
+        check_frame_text(bad)
+
+
+def test_a_frame_word_of_several_tokens_is_a_data_error(tok):
+    with pytest.raises(DataError, match="'frame_text' word 'green' is 5 tokens"):
+        frame_text_targets(video(frames=1), ["green"], tok)
+
+
+def test_a_record_with_both_kinds_of_labels_is_a_data_error(tok, tmp_path):
+    with pytest.raises(DataError, match="sample 'page0': has both 'patch_text' and 'frame_text'"):
+        transform(tok)(page_item(tok, root=tmp_path, frame_text=["a"]))
+
+
+def test_a_video_record_gets_its_frame_labels(tok, tmp_path):
+    frames = []
+    for i in range(2):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(tmp_path / f"f{i}.png")
+        frames.append((tmp_path / f"f{i}.png").read_bytes())
+    item = {
+        "id": "v0",
+        "modality": "video",
+        "media": [frames],
+        "frames": None,
+        "conversations": [
+            {"from": "human", "value": "<video>\nWhich digit?"},
+            {"from": "gpt", "value": "4"},
+        ],
+        "frame_text": ["", "4"],
+    }
+    video_options = {"min_pixels": 4096, "max_pixels": 4096, "multiple": 32, "long_multiple": 64}
+    spec = DataSpec(video=video_options, max_length=512)
+    ex = TrainTransform(tok, ensure_visual_token(tok), spec, patch_labels=True)(item)
+    labels = ex.visual[0].meta["labels"]
+    four = tok.encode("4", add_special_tokens=False)[0]
+    assert int((labels == four).sum()) == 4  # frame 2's 2 x 2 tokens at the default 2x2 pooling
+    assert int((labels != IGNORE_INDEX).sum()) == 4

@@ -18,7 +18,9 @@ Policy:
 - **Long videos** are stored as ``long_frames`` frames picked uniformly from the ``N``-frame
   needle video (``index = floor(k * N / F)``), with ``needle_span = ceil(N / F)`` so the needle is
   always among the stored frames (the needle task is about finding one frame among many, not
-  about the sampler missing it). Records use the ``video_long`` key (4x4 compression).
+  about the sampler missing it). Records use the ``video_long`` key (4x4 compression) and carry
+  ``frame_text``: per stored frame, the needle's colour (a shape card) or digit on the frames
+  that show it, ``""`` elsewhere (the patch-label loss's targets, :mod:`oryx_mllm.train.patch_labels`).
 - **Multi-view scenes**: a deterministic fraction ``marks_fraction`` of the scenes get
   coarse-correspondence marks drawn (:func:`~oryx_mllm.processing.multiview.
   draw_correspondence_marks` on ``meta["mark_points"]``); ``"marks": true`` is recorded. Training on
@@ -136,6 +138,14 @@ def page_patch_text(sample: SyntheticSample) -> list[str]:
             if ch != " ":
                 grid[y // pitch][x // pitch + j] = ch
     return ["".join(row) for row in grid]
+
+
+def needle_frame_text(video, indices: Sequence[int]) -> list[str]:
+    """What each stored frame ``video.frame(i)`` (``i`` in ``indices``) of a needle video shows:
+    the card's colour (a shape) or digit on the needle frames, ``""`` on the haystack."""
+    word = video.needle["color"] if video.needle["kind"] == "shape" else video.needle["digit"]
+    needle = set(video.needle_frames)
+    return [word if i in needle else "" for i in indices]
 
 
 def default_task_kwargs(long_frames: int) -> dict[str, dict]:
@@ -261,6 +271,7 @@ def _record(sample: SyntheticSample, writers: dict[str, PatchFileWriter], opt: B
         rec["video_long"] = writers["frames"].append(
             [png_bytes(sample.media.frame(i)) for i in idx]
         )
+        rec["frame_text"] = needle_frame_text(sample.media, idx)
         extra["num_frames"] = len(sample.media)
     elif sample.modality == "multiview":
         marks = has_marks(sample.id, opt.marks_fraction)

@@ -266,7 +266,7 @@ class DataSpec:
 @dataclass
 class AlignSpec:
     """The patch-label loss (:mod:`oryx_mllm.train.patch_labels`): ``weight`` x the LM head's
-    cross-entropy on the visual tokens of records with ``patch_text``, added to the answer loss
+    cross-entropy on the visual tokens of records with ``patch_text`` or ``frame_text``, added to the answer loss
     up to optimiser step ``until_step`` of the stage (null: every step). ``weight`` 0: off."""
 
     weight: float = 0.0

@@ -143,6 +143,7 @@ class OryxJsonDataset(Dataset):
             "media": media,
             "frames": list(frames) if frames is not None else None,
             "patch_text": s.extra.get("patch_text"),
+            "frame_text": s.extra.get("frame_text"),
         }
 
     def __getitem__(self, index: int) -> Any:

@@ -29,7 +29,12 @@ from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.processing.video import decode_frames_at, preprocess_video
 from oryx_mllm.train.config import DataSpec
 from oryx_mllm.train.packing import pack_sequences
-from oryx_mllm.train.patch_labels import check_patch_text, patch_text_targets
+from oryx_mllm.train.patch_labels import (
+    check_frame_text,
+    check_patch_text,
+    frame_text_targets,
+    patch_text_targets,
+)
 
 ROLE = {"human": "user", "gpt": "assistant", "system": "system"}
 
@@ -56,8 +61,9 @@ class TrainTransform:
         patch_size: int = 16,
         patch_labels: bool = False,
     ):
-        """``patch_labels``: turn a record's ``patch_text`` into per-visual-token labels
-        (``VisualInput.meta["labels"]``, :mod:`oryx_mllm.train.patch_labels`)."""
+        """``patch_labels``: turn a record's ``patch_text`` or ``frame_text`` into
+        per-visual-token labels (``VisualInput.meta["labels"]``,
+        :mod:`oryx_mllm.train.patch_labels`)."""
         self.tokenizer = tokenizer
         self.visual_token_id = visual_token_id
         self.max_length = data.max_length
@@ -89,6 +95,23 @@ class TrainTransform:
             return [preprocess_views(media[0], self.view_options, compression=r)]
         raise DataError(f"sample {item.get('id')!r}: unknown modality {modality!r}")
 
+    def visual_labels(self, item: dict, visual: list[VisualInput]) -> torch.Tensor | None:
+        """The labels of the record's one visual input from its ``patch_text`` (an image) or
+        ``frame_text`` (a video or multi-view scene); None when it has neither."""
+        patch_text, frame_text = item.get("patch_text"), item.get("frame_text")
+        if patch_text is None and frame_text is None:
+            return None
+        if patch_text is not None and frame_text is not None:
+            raise DataError("has both 'patch_text' and 'frame_text'; give one")
+        key = "patch_text" if patch_text is not None else "frame_text"
+        if len(visual) != 1:
+            raise DataError(f"{key!r} needs exactly one visual input, got {len(visual)}")
+        if patch_text is not None:
+            rows = check_patch_text(patch_text)
+            return patch_text_targets(visual[0], rows, self.tokenizer, self.patch_size)
+        words = check_frame_text(frame_text)
+        return frame_text_targets(visual[0], words, self.tokenizer, self.patch_size)
+
     def __call__(self, item: dict) -> TrainExample:
         visual = self.visual_inputs(item)
         messages = [{"role": ROLE[t["from"]], "content": t["value"]} for t in item["conversations"]]
@@ -96,17 +119,14 @@ class TrainTransform:
         if kind in self.text_first:  # the first question before its media
             first = next(m for m in messages if m["role"] == "user")
             first["content"] = markers_after_text(first["content"])
-        if self.patch_labels and item.get("patch_text") is not None:
+        if self.patch_labels:
             try:
-                rows = check_patch_text(item["patch_text"])
-                if len(visual) != 1:
-                    raise DataError("'patch_text' needs exactly one image")
-                labels = patch_text_targets(visual[0], rows, self.tokenizer, self.patch_size)
+                labels = self.visual_labels(item, visual)
             except DataError as e:
                 raise DataError(f"sample {item['id']!r}: {e}") from None
-            visual[0].meta["labels"] = labels
-        if self.patch_labels:  # every visual input of a sample gets labels, -100 when unnamed
-            for v in visual:
+            if labels is not None:
+                visual[0].meta["labels"] = labels
+            for v in visual:  # every visual input of a sample gets labels, -100 when unnamed
                 if "labels" not in v.meta:
                     v.meta["labels"] = torch.full((v.num_tokens(self.patch_size),), IGNORE_INDEX)
         encoded = encode_conversation(
