@@ -18,6 +18,7 @@ Runs: 31 ``--order after --joint-steps 1850``; 32 ``--order first --joint-steps 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -35,33 +36,40 @@ DOCUMENTS = {
 FAST = {"group_lr": {"vision_resampler": 1.0e-2, "mm_projector": 1.0e-2}}
 
 
-def variant(
-    base: dict,
-    order: str,
-    fast: bool,
-    text_first: list[str],
-    video_steps: int,
-    joint_steps: int,
-    output_dir: str,
-    needle_align: tuple[int, int] = (0, 0),
-) -> dict:
-    """``needle_align``: the patch-label loss on the needle frames (records' ``frame_text``) for
-    that many steps of the ignite and of the video stage (0: off)."""
+@dataclass
+class Variant:
+    """How a variant differs from recipes/tiny.yaml (besides the documents stage)."""
+
+    order: str  # where the documents stage goes: first, after (the needle stages), mixed
+    fast: bool = False  # the connector at lr 1e-2 in the ignite and video stages
+    text_first: list[str] = field(default_factory=lambda: ["image"])
+    video_steps: int = 400
+    joint_steps: int = 2600
+    # steps of the patch-label loss on the needle frames (records' frame_text) in the ignite and
+    # the video stage (0: off)
+    needle_align: tuple[int, int] = (0, 0)
+    needle_replay: bool = False  # the replay pages in the ignite and the video stage too
+    joint_docs: list[str] = field(default_factory=lambda: [f"{DATA}/docs_replay.json"])
+
+
+def variant(base: dict, v: Variant, output_dir: str) -> dict:
     recipe = {**base, "output_dir": output_dir}
-    recipe["data"] = {**base["data"], "text_first": text_first}
+    recipe["data"] = {**base["data"], "text_first": v.text_first}
     stages = {s["name"]: dict(s) for s in base["stages"]}
     ignite, video, joint = stages["ignite"], stages["video"], stages["joint"]
-    video["max_steps"] = video_steps
-    joint["max_steps"] = joint_steps
-    joint["data"] = {"train": [*joint["data"]["train"], f"{DATA}/docs_replay.json"]}
-    if fast:
+    video["max_steps"] = v.video_steps
+    joint["max_steps"] = v.joint_steps
+    joint["data"] = {"train": [*joint["data"]["train"], *v.joint_docs]}
+    if v.fast:
         ignite["optim"] = video["optim"] = FAST
-    for stage, steps in zip((ignite, video), needle_align, strict=True):
+    for stage, steps in zip((ignite, video), v.needle_align, strict=True):
         if steps:
             stage["align"] = {"weight": 1.0, "until_step": steps}
-    if order == "first":
+        if v.needle_replay:
+            stage["data"] = {"train": [*stage["data"]["train"], f"{DATA}/docs_replay.json"]}
+    if v.order == "first":
         recipe["stages"] = [DOCUMENTS, ignite, video, joint]
-    elif order == "after":
+    elif v.order == "after":
         recipe["stages"] = [ignite, video, DOCUMENTS, joint]
     else:  # the ignite data mixed into the documents stage
         mixed = {
@@ -89,23 +97,35 @@ def main() -> None:
         metavar=("IGNITE", "VIDEO"),
         help="steps of the patch-label loss on the needle frames in the ignite and video stages",
     )
+    p.add_argument(
+        "--needle-replay", action="store_true", help="replay pages in the ignite and video stages"
+    )
+    p.add_argument(
+        "--joint-docs",
+        nargs="+",
+        default=[f"{DATA}/docs_replay.json"],
+        help="page files added to the joint stage's data",
+    )
     p.add_argument("--base", default="recipes/tiny.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")
     a = p.parse_args()
+    if not Path(a.base).is_file():
+        p.error(f"--base {a.base}: no such recipe file")
     base = yaml.safe_load(Path(a.base).read_text())
     out = Path(a.out)
     output_dir = a.output_dir or f"runs/{out.stem}"
-    recipe = variant(
-        base,
-        a.order,
-        a.fast,
-        a.text_first,
-        a.video_steps,
-        a.joint_steps,
-        output_dir,
-        tuple(a.needle_align),
+    v = Variant(
+        order=a.order,
+        fast=a.fast,
+        text_first=a.text_first,
+        video_steps=a.video_steps,
+        joint_steps=a.joint_steps,
+        needle_align=tuple(a.needle_align),
+        needle_replay=a.needle_replay,
+        joint_docs=a.joint_docs,
     )
+    recipe = variant(base, v, output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(recipe, sort_keys=False))
     print(f"wrote {out}")
