@@ -43,6 +43,7 @@ class Variant:
     order: str  # where the documents stage goes: first, after (the needle stages), mixed
     fast: bool = False  # the connector at lr 1e-2 in the ignite and video stages
     text_first: list[str] = field(default_factory=lambda: ["image"])
+    repeat_question: bool = False  # data.repeat_question: the question again after the media
     video_steps: int = 400
     joint_steps: int = 2600
     # steps of the patch-label loss on the needle frames (records' frame_text) in the ignite and
@@ -55,6 +56,8 @@ class Variant:
 def variant(base: dict, v: Variant, output_dir: str) -> dict:
     recipe = {**base, "output_dir": output_dir}
     recipe["data"] = {**base["data"], "text_first": v.text_first}
+    if v.repeat_question:
+        recipe["data"]["repeat_question"] = True
     stages = {s["name"]: dict(s) for s in base["stages"]}
     ignite, video, joint = stages["ignite"], stages["video"], stages["joint"]
     video["max_steps"] = v.video_steps
@@ -87,6 +90,9 @@ def main() -> None:
     p.add_argument("--order", choices=("first", "after", "mixed"), required=True)
     p.add_argument("--fast", action="store_true", help="connector at lr 1e-2 in ignite and video")
     p.add_argument("--text-first", nargs="+", default=["image"])
+    p.add_argument(
+        "--repeat-question", action="store_true", help="ask the question again after the media"
+    )
     p.add_argument("--video-steps", type=int, default=400)
     p.add_argument("--joint-steps", type=int, default=2600)
     p.add_argument(
@@ -119,6 +125,7 @@ def main() -> None:
         order=a.order,
         fast=a.fast,
         text_first=a.text_first,
+        repeat_question=a.repeat_question,
         video_steps=a.video_steps,
         joint_steps=a.joint_steps,
         needle_align=tuple(a.needle_align),

@@ -285,3 +285,15 @@ def test_messages_follow_the_order_the_model_was_trained_on(pipe):
         pipe.processor.text_first = ()
     assert [p["type"] for p in turn] == ["text", "image"] and turn[0]["text"] == "What is it?\n"
     assert [p["type"] for p in video] == ["video", "text"]
+
+
+def test_messages_ask_again_after_the_media_with_repeat_question(pipe):
+    pipe.processor.text_first, pipe.processor.repeat_question = ("image",), True
+    try:
+        turn = pipe.messages_for("What is it?", image=picture())[0]["content"]
+        video = pipe.messages_for("What moves?", video=[picture()] * 2)[0]["content"]
+    finally:
+        pipe.processor.text_first, pipe.processor.repeat_question = (), False
+    assert [p["type"] for p in turn] == ["text", "image", "text"]
+    assert [p.get("text") for p in turn] == ["What is it?\n", None, "What is it?"]
+    assert [p["type"] for p in video] == ["video", "text"]  # video is not in text_first

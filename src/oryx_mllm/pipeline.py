@@ -178,7 +178,8 @@ class OryxPipeline:
     ) -> list[dict]:
         """One user turn in the order the model was trained on: the media parts first, then the
         text (the released models), or the text first for the modalities in the processor's
-        ``text_first`` (a model trained with ``data.text_first``)."""
+        ``text_first`` (a model trained with ``data.text_first``), and again after the media
+        when its ``repeat_question`` says so."""
         if not isinstance(question, str) or not question.strip():
             raise InvalidInputError("the question must be a non-empty string")
         if marks is not None and views is None:
@@ -210,9 +211,9 @@ class OryxPipeline:
             for p in parts:
                 p["compression"] = compression
         if self.processor.media_after_text(p["type"] for p in parts):
-            return [
-                {"role": "user", "content": [{"type": "text", "text": question + "\n"}, *parts]}
-            ]
+            again = [{"type": "text", "text": question}] if self.processor.repeat_question else []
+            content = [{"type": "text", "text": question + "\n"}, *parts, *again]
+            return [{"role": "user", "content": content}]
         parts.append({"type": "text", "text": question})
         return [{"role": "user", "content": parts}]
 

@@ -15,7 +15,12 @@ from PIL import Image
 
 from oryx_mllm.config import VISUAL_TOKEN
 from oryx_mllm.errors import ConfigError, DataError, InvalidInputError
-from oryx_mllm.processing.chat import IGNORE_INDEX, ensure_visual_token, markers_after_text
+from oryx_mllm.processing.chat import (
+    IGNORE_INDEX,
+    encode_conversation,
+    ensure_visual_token,
+    markers_after_text,
+)
 from oryx_mllm.processing.processor import OryxProcessor
 from oryx_mllm.processing.types import VisualInput
 from oryx_mllm.train.config import DataSpec, TrainConfig
@@ -132,6 +137,38 @@ def test_text_first_training_text_matches_what_the_processor_asks(tok, tmp_path)
     assert text.index("What is on row 2?") < text.index(VISUAL_TOKEN)
 
 
+def test_markers_after_text_can_ask_again_after_the_media():
+    assert markers_after_text("<image>\nWhat?", repeat=True) == "What?\n<image>\nWhat?"
+    assert markers_after_text("Q <image>", repeat=True) == "Q <image>"
+
+
+def test_repeated_question_training_text_matches_what_the_processor_asks(tok, tmp_path):
+    ex = transform(tok, text_first=["image"], repeat_question=True)(page_item(tok, root=tmp_path))
+    processor = OryxProcessor(
+        tok,
+        image_options=DataSpec(image={"lowres_pixels": 32 * 32, "multiple": 16}).image_options(),
+        text_first=["image"],
+        repeat_question=True,
+    )
+    parts = [
+        {"type": "text", "text": "What is on row 2?\n"},
+        {"type": "image", "image": tmp_path / "page.png"},
+        {"type": "text", "text": "What is on row 2?"},
+    ]
+    prompt = processor([{"role": "user", "content": parts}])["input_ids"][0].tolist()
+    assert ex.encoded.input_ids[: len(prompt)] == prompt
+    text = tok.decode(ex.encoded.input_ids)
+    first, media = text.index("What is on row 2?"), text.index(VISUAL_TOKEN)
+    assert first < media < text.index("What is on row 2?", media)
+    # a conversation without markers gets the same order
+    bare = [{"role": "user", "content": "What is on row 2?"}]
+    item = processor.preprocess({"type": "image", "image": tmp_path / "page.png"})
+    enc = encode_conversation(
+        bare, tok, [item], ensure_visual_token(tok), markers_after=True, repeat_question=True
+    )
+    assert enc.input_ids == prompt
+
+
 def test_media_first_is_kept_without_text_first(tok, tmp_path):
     ex = transform(tok)(page_item(tok, root=tmp_path))
     text = tok.decode(ex.encoded.input_ids)
@@ -179,11 +216,18 @@ def test_align_config_is_checked():
         TrainConfig(align={"weight": 1}, data={"packing": True})
     with pytest.raises(ConfigError, match="data.text_first has unknown modalities"):
         TrainConfig(data={"text_first": ["audio"]})
+    with pytest.raises(ConfigError, match="data.repeat_question needs data.text_first"):
+        TrainConfig(data={"repeat_question": True})
+    with pytest.raises(ConfigError, match="data.repeat_question must be true or false"):
+        TrainConfig(data={"text_first": ["image"], "repeat_question": "yes"})
 
 
 def test_processor_config_text_first_round_trips_and_is_checked(tmp_path):
-    OryxProcessor(byte_tokenizer(), text_first=["image"]).save_pretrained(tmp_path)
-    assert OryxProcessor.from_pretrained(tmp_path).text_first == ("image",)
+    OryxProcessor(byte_tokenizer(), text_first=["image"], repeat_question=True).save_pretrained(
+        tmp_path
+    )
+    loaded = OryxProcessor.from_pretrained(tmp_path)
+    assert loaded.text_first == ("image",) and loaded.repeat_question is True
     cfg = json.loads((tmp_path / "processor_config.json").read_text())
     (tmp_path / "processor_config.json").write_text(json.dumps({**cfg, "text_first": ["sound"]}))
     with pytest.raises(ConfigError, match="text_first has unknown modalities"):

@@ -50,22 +50,28 @@ def count_markers(text: str) -> int:
 _LEADING_MARKERS = re.compile(f"(?:(?:{MARKER_RE.pattern})\n?)+")
 
 
-def markers_after_text(text: str) -> str:
+def markers_after_text(text: str, repeat: bool = False) -> str:
     """The text-first order of a user turn: ``"<image>\nQ"`` -> ``"Q\n<image>\n"`` (its
-    leading markers moved after its text, one per line); other text is returned unchanged."""
+    leading markers moved after its text, one per line), or with ``repeat`` the text asked
+    again after them, ``"Q\n<image>\nQ"``; other text is returned unchanged."""
     lead = _LEADING_MARKERS.match(text)
     if lead is None or lead.end() == len(text):
         return text
     marks = MARKER_RE.findall(lead.group(0))
-    return text[lead.end() :] + "\n" + "".join(m + "\n" for m in marks)
+    question = text[lead.end() :]
+    return question + "\n" + "".join(m + "\n" for m in marks) + (question if repeat else "")
 
 
 def add_missing_markers(
-    messages: list[dict], items: Sequence[VisualInput], after_text: bool = False
+    messages: list[dict],
+    items: Sequence[VisualInput],
+    after_text: bool = False,
+    repeat: bool = False,
 ) -> list[dict]:
     """If no message has a marker, put one per visual input (newline-separated) before the first
     user message's text, as the released models were trained (``after_text``: after it, on a new
-    line, the order of a model trained with ``data.text_first``)."""
+    line, the order of a model trained with ``data.text_first``; ``repeat``: and the text again
+    after them, ``data.repeat_question``)."""
     if not items or any(count_markers(m.get("content", "")) for m in messages):
         return messages
     messages = [dict(m) for m in messages]
@@ -73,7 +79,10 @@ def add_missing_markers(
         if m["role"] == "user":
             marks = "".join(marker_for(it) + "\n" for it in items)
             text = m["content"]
-            m["content"] = text + "\n" + marks if after_text else marks + text
+            if after_text:
+                m["content"] = text + "\n" + marks + (text if repeat else "")
+            else:
+                m["content"] = marks + text
             return messages
     raise InvalidInputError("visual inputs were given but the conversation has no user message")
 
@@ -105,19 +114,23 @@ def encode_conversation(
     add_generation_prompt: bool = True,
     patch_size: int = 16,
     markers_after: bool = False,
+    repeat_question: bool = False,
 ) -> Encoded:
     """Tokenise a ChatML conversation, expanding markers and masking labels.
 
     A default system message is prepended unless the conversation has one (``system=None``
     disables it). ``add_generation_prompt`` appends ``<|im_start|>assistant\\n`` (inference).
     A conversation without markers gets them before the first user text, or after it with
-    ``markers_after`` (:func:`add_missing_markers`).
+    ``markers_after`` (and the text again after them with ``repeat_question``;
+    :func:`add_missing_markers`).
     """
     _check_messages(messages)
     items = list(visual_inputs)
     if visual_token_id is None:
         visual_token_id = ensure_visual_token(tokenizer)
-    messages = add_missing_markers(messages, items, after_text=markers_after)
+    messages = add_missing_markers(
+        messages, items, after_text=markers_after, repeat=markers_after and repeat_question
+    )
     if system is not None and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system}, *messages]
     n_markers = sum(count_markers(m.get("content", "")) for m in messages)

@@ -46,6 +46,13 @@ def check_text_first(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def check_repeat_question(value: object) -> bool:
+    """``value`` as a bool, or a ConfigError."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"repeat_question must be true or false, got {value!r}")
+    return value
+
+
 class OryxProcessor:
     def __init__(
         self,
@@ -57,10 +64,12 @@ class OryxProcessor:
         video_options=None,
         multiview_options=None,
         text_first: Sequence[str] = (),
+        repeat_question: bool = False,
     ):
         """``text_first``: modalities (``MODALITIES``) the model was trained to be asked about
         with the question before the media (``data.text_first``); :meth:`media_after_text` says
-        which order a turn takes. Released models: none (the media first)."""
+        which order a turn takes. Released models: none (the media first). ``repeat_question``:
+        such a question is asked again after the media (``data.repeat_question``)."""
         self.tokenizer = tokenizer
         self.visual_token = visual_token
         self.visual_token_id = ensure_visual_token(tokenizer, visual_token)
@@ -72,6 +81,7 @@ class OryxProcessor:
         self.video_options = video_options
         self.multiview_options = multiview_options
         self.text_first = check_text_first(text_first)
+        self.repeat_question = check_repeat_question(repeat_question)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> OryxProcessor:
@@ -93,6 +103,7 @@ class OryxProcessor:
                     saved.get("multiview_options")
                 ),
                 "text_first": check_text_first(saved.get("text_first", [])),
+                "repeat_question": check_repeat_question(saved.get("repeat_question", False)),
             }
             opts.check_number("patch_size", parsed["patch_size"], integer=True)
         except ConfigError as exc:
@@ -112,6 +123,7 @@ class OryxProcessor:
             "video_options": maybe(self.video_options),
             "multiview_options": maybe(self.multiview_options),
             "text_first": list(self.text_first),
+            "repeat_question": self.repeat_question,
         }
 
     def save_pretrained(self, directory: str | Path) -> None:
@@ -254,6 +266,7 @@ class OryxProcessor:
                     add_generation_prompt=add_generation_prompt,
                     patch_size=self.patch_size,
                     markers_after=self.media_after_text(it.modality for it in items),
+                    repeat_question=self.repeat_question,
                 )
             )
             flat.extend(items)

@@ -26,7 +26,7 @@ from oryx_mllm.processing.options import (
     multiview_options_from_dict,
     video_options_from_dict,
 )
-from oryx_mllm.processing.processor import check_text_first
+from oryx_mllm.processing.processor import check_repeat_question, check_text_first
 from oryx_mllm.train.precision import MIXED_PRECISION_VALUES
 
 
@@ -216,14 +216,20 @@ class DataSpec:
     # put before its media ("question\n<image>\n") instead of after it, the LLaVA order the
     # released models use. Saved in processor_config.json, so inference asks the same way.
     text_first: list[str] = field(default_factory=list)
+    # With text_first: ask that question again after the media ("question\n<image>\nquestion"),
+    # so the answer follows the question as in the LLaVA order. Saved in processor_config.json.
+    repeat_question: bool = False
 
     def __post_init__(self) -> None:
         self.train = _str_list("data.train", self.train, paths=True)
         text_first = _str_list("data.text_first", self.text_first)
         try:
             self.text_first = list(check_text_first(text_first))
+            self.repeat_question = check_repeat_question(self.repeat_question)
         except ConfigError as e:
             raise ConfigError(f"data.{e}") from None
+        if self.repeat_question and not self.text_first:
+            raise ConfigError("data.repeat_question needs data.text_first (the modalities to ask)")
         self.data_root = _path("data.data_root", self.data_root)
         check_range("data.max_length", self.max_length, integer=True, at_least=1)
         check_range("data.num_workers", self.num_workers, integer=True, at_least=0)

@@ -766,6 +766,7 @@ def _save_processor_config(cfg: TrainConfig, tokenizer, patch_size: int, final: 
         video_options=cfg.data.video_options(),
         multiview_options=cfg.data.multiview_options(),
         text_first=cfg.data.text_first,
+        repeat_question=cfg.data.repeat_question,
     ).save_pretrained(final)
 
 

@@ -74,6 +74,7 @@ class TrainTransform:
         self.long_options = data.video_options(long_video=True)
         self.view_options = data.multiview_options()
         self.text_first = set(data.text_first)
+        self.repeat_question = data.repeat_question
         self.patch_labels = patch_labels
 
     def visual_inputs(self, item: dict) -> list[VisualInput]:
@@ -118,7 +119,7 @@ class TrainTransform:
         kind = "video" if item["modality"] == "video_long" else item["modality"]
         if kind in self.text_first:  # the first question before its media
             first = next(m for m in messages if m["role"] == "user")
-            first["content"] = markers_after_text(first["content"])
+            first["content"] = markers_after_text(first["content"], self.repeat_question)
         if self.patch_labels:
             try:
                 labels = self.visual_labels(item, visual)
