@@ -22,6 +22,12 @@ from oryx_mllm.data.synthetic import generate, split_seed
 OUT = Path(__file__).resolve().parents[1] / "src" / "oryx_mllm" / "assets" / "examples"
 SEED = split_seed("test", 7)
 LONG_FRAMES, SAMPLED_FRAMES = 1000, 32  # the embedded model samples 32 long-video frames
+GRID_PAGE = {
+    "pitch": 16,
+    "fit": 32,
+    "max_lines": 4,
+    "page_sides": [256],
+}  # recipes/tiny.yaml's pages
 
 
 def write_video(path: Path, frames, fps: int = 1) -> None:
@@ -48,7 +54,8 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     manifest = []
 
-    doc = generate("documents/line_code", SEED, 0)
+    # a page set one character per 16 px patch, as the embedded model was trained to read
+    doc = generate("documents/line_code", SEED, 0, **GRID_PAGE)
     doc.media.save(OUT / "document.png", optimize=True)
     manifest.append(
         {
