@@ -17,17 +17,12 @@ import av
 import numpy as np
 from PIL import Image
 
+from oryx_mllm.data.build import GRID_PAGE_KWARGS
 from oryx_mllm.data.synthetic import generate, split_seed
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "oryx_mllm" / "assets" / "examples"
 SEED = split_seed("test", 7)
 LONG_FRAMES, SAMPLED_FRAMES = 1000, 32  # the embedded model samples 32 long-video frames
-GRID_PAGE = {
-    "pitch": 16,
-    "fit": 32,
-    "max_lines": 4,
-    "page_sides": [256],
-}  # recipes/tiny.yaml's pages
 
 
 def write_video(path: Path, frames, fps: int = 1) -> None:
@@ -55,7 +50,7 @@ def main() -> None:
     manifest = []
 
     # a page set one character per 16 px patch, as the embedded model was trained to read
-    doc = generate("documents/line_code", SEED, 0, **GRID_PAGE)
+    doc = generate("documents/line_code", SEED, 0, **GRID_PAGE_KWARGS)
     doc.media.save(OUT / "document.png", optimize=True)
     manifest.append(
         {

@@ -14,8 +14,12 @@ changed processor, tokenizer or padding breaks it), not a measure of skill.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from oryx_mllm.data.build import GRID_PAGE_KWARGS
 from oryx_mllm.data.synthetic import generate
 from oryx_mllm.data.tokenizer import build_tokenizer, load_tokenizer
 from oryx_mllm.eval.synthetic import SyntheticEvalOptions, _media_kwargs, make_samples
@@ -23,7 +27,7 @@ from oryx_mllm.pipeline import OryxPipeline, default_model_path
 
 # (task, held-out base seed, index): examples from test streams (seed >= 1_000_000)
 EXAMPLES: list[tuple[str, int, int]] = [
-    ("documents/line_code", 1_000_000, 0),  # a grid page (GRID_PAGE)
+    ("documents/line_code", 1_000_000, 0),  # a grid page (GRID_PAGE_KWARGS)
     ("objects/color", 1_000_000, 1),
     ("objects/count", 1_000_000, 0),
     ("objects/position", 1_000_000, 0),
@@ -41,8 +45,6 @@ EXAMPLES: list[tuple[str, int, int]] = [
 ]
 # a scene counted with coarse-correspondence marks drawn in the model's own mark style
 MARKED_EXAMPLES: list[tuple[str, int, int]] = [("multiview/count", 1_000_000, 0)]
-# the pages of recipes/tiny.yaml's documents stage: 4 lines, one character per 16 px patch
-GRID_PAGE = {"pitch": 16, "fit": 32, "max_lines": 4, "page_sides": [256]}
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +66,14 @@ def test_recipe_rebuilds_the_committed_tokenizer():
     committed = load_tokenizer(str(default_model_path()))
     rebuilt = build_tokenizer()
     assert rebuilt.backend_tokenizer.to_str() == committed.backend_tokenizer.to_str()
+
+
+def test_build_script_builds_the_grid_pages_the_tests_ask_about():
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_tiny_model.sh"
+    grid = next(line for line in script.read_text().splitlines() if line.startswith("GRID="))
+    assert json.loads(grid.removeprefix("GRID=").strip("'")) == {
+        "documents/line_code": GRID_PAGE_KWARGS
+    }
 
 
 def test_default_model_loads_with_its_small_preprocessing(pipe):
@@ -90,7 +100,7 @@ def _kwargs(task: str) -> dict:
     from oryx_mllm.data.build import default_task_kwargs
 
     if task == "documents/line_code":
-        return GRID_PAGE
+        return GRID_PAGE_KWARGS
     return default_task_kwargs(0).get(task, {})
 
 

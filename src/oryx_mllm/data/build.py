@@ -140,6 +140,12 @@ def page_patch_text(sample: SyntheticSample) -> list[str]:
     return ["".join(row) for row in grid]
 
 
+# The pages of recipes/tiny.yaml's documents stage (scripts/build_tiny_model.sh passes the same
+# as --task-kwargs for documents/line_code): 4 lines of digit codes, one character per 16 px patch,
+# 256 x 96 px, each record with its patch_text.
+GRID_PAGE_KWARGS = {"pitch": PATCH_SIZE, "fit": 32, "max_lines": 4, "page_sides": [256]}
+
+
 def needle_frame_text(video, indices: Sequence[int]) -> list[str]:
     """What each stored frame ``video.frame(i)`` (``i`` in ``indices``) of a needle video shows:
     the card's colour (a shape) or digit on the needle frames, ``""`` on the haystack."""
