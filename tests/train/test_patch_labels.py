@@ -232,6 +232,9 @@ def test_processor_config_text_first_round_trips_and_is_checked(tmp_path):
     (tmp_path / "processor_config.json").write_text(json.dumps({**cfg, "text_first": ["sound"]}))
     with pytest.raises(ConfigError, match="text_first has unknown modalities"):
         OryxProcessor.from_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text(json.dumps({**cfg, "repeat_question": 1}))
+    with pytest.raises(ConfigError, match="repeat_question must be true or false, got 1"):
+        OryxProcessor.from_pretrained(tmp_path)
 
 
 def test_trainer_adds_the_align_loss_until_its_step_and_saves_text_first(tmp_path):
