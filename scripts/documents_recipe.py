@@ -1,7 +1,7 @@
-"""Write the documents variants of recipes/tiny.yaml tried in the twenty-second session (runs
-31-35 of docs/default_model.md, "Documents in the full recipe").
+"""Write the documents variants of run 19's recipe (recipes/tiny_run19.yaml) tried in the twenty-second
+and twenty-third sessions (runs 31-39 of docs/default_model.md; run 39 became recipes/tiny.yaml).
 
-Each is recipes/tiny.yaml plus ``data.text_first``, a documents stage on 4-line grid pages (the
+Each is recipes/tiny_run19.yaml plus ``data.text_first``, a documents stage on 4-line grid pages (the
 twenty-first session's probe: 8 pages per step, lr 5e-4, the patch-label loss for 500 steps) and
 the replay pages in the joint stage. The data (docs.json, docs_replay.json) is built as that
 section shows.
@@ -18,7 +18,7 @@ Runs: 31 ``--order after --joint-steps 1850``; 32 ``--order first --joint-steps 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
@@ -38,7 +38,7 @@ FAST = {"group_lr": {"vision_resampler": 1.0e-2, "mm_projector": 1.0e-2}}
 
 @dataclass
 class Variant:
-    """How a variant differs from recipes/tiny.yaml (besides the documents stage)."""
+    """How a variant differs from recipes/tiny_run19.yaml (besides the documents stage)."""
 
     order: str  # where the documents stage goes: first, after (the needle stages), mixed
     fast: bool = False  # the connector at lr 1e-2 in the ignite and video stages
@@ -112,7 +112,7 @@ def main() -> None:
         default=[f"{DATA}/docs_replay.json"],
         help="page files added to the joint stage's data",
     )
-    p.add_argument("--base", default="recipes/tiny.yaml")
+    p.add_argument("--base", default="recipes/tiny_run19.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")
     a = p.parse_args()
@@ -121,17 +121,8 @@ def main() -> None:
     base = yaml.safe_load(Path(a.base).read_text())
     out = Path(a.out)
     output_dir = a.output_dir or f"runs/{out.stem}"
-    v = Variant(
-        order=a.order,
-        fast=a.fast,
-        text_first=a.text_first,
-        repeat_question=a.repeat_question,
-        video_steps=a.video_steps,
-        joint_steps=a.joint_steps,
-        needle_align=tuple(a.needle_align),
-        needle_replay=a.needle_replay,
-        joint_docs=a.joint_docs,
-    )
+    v = Variant(**{f.name: getattr(a, f.name) for f in fields(Variant)})
+    v.needle_align = tuple(v.needle_align)
     recipe = variant(base, v, output_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(yaml.safe_dump(recipe, sort_keys=False))

@@ -58,8 +58,13 @@ def markers_after_text(text: str, repeat: bool = False) -> str:
     if lead is None or lead.end() == len(text):
         return text
     marks = MARKER_RE.findall(lead.group(0))
-    question = text[lead.end() :]
-    return question + "\n" + "".join(m + "\n" for m in marks) + (question if repeat else "")
+    return _text_first(text[lead.end() :], "".join(m + "\n" for m in marks), repeat)
+
+
+def _text_first(question: str, markers: str, repeat: bool) -> str:
+    """``question``, a newline, the ``markers`` (each ending in a newline), then ``question``
+    again when ``repeat``: the layout of a text-first user turn."""
+    return question + "\n" + markers + (question if repeat else "")
 
 
 def add_missing_markers(
@@ -70,7 +75,7 @@ def add_missing_markers(
 ) -> list[dict]:
     """If no message has a marker, put one per visual input (newline-separated) before the first
     user message's text, as the released models were trained (``after_text``: after it, on a new
-    line, the order of a model trained with ``data.text_first``; ``repeat``: and the text again
+    line, the order of a model trained with ``data.text_first``; ``repeat``, with ``after_text``: and the text again
     after them, ``data.repeat_question``)."""
     if not items or any(count_markers(m.get("content", "")) for m in messages):
         return messages
@@ -79,10 +84,7 @@ def add_missing_markers(
         if m["role"] == "user":
             marks = "".join(marker_for(it) + "\n" for it in items)
             text = m["content"]
-            if after_text:
-                m["content"] = text + "\n" + marks + (text if repeat else "")
-            else:
-                m["content"] = marks + text
+            m["content"] = _text_first(text, marks, repeat) if after_text else marks + text
             return messages
     raise InvalidInputError("visual inputs were given but the conversation has no user message")
 
@@ -129,7 +131,7 @@ def encode_conversation(
     if visual_token_id is None:
         visual_token_id = ensure_visual_token(tokenizer)
     messages = add_missing_markers(
-        messages, items, after_text=markers_after, repeat=markers_after and repeat_question
+        messages, items, after_text=markers_after, repeat=repeat_question
     )
     if system is not None and messages[0]["role"] != "system":
         messages = [{"role": "system", "content": system}, *messages]
