@@ -12,7 +12,10 @@ section shows.
 
 Runs: 31 ``--order after --joint-steps 1850``; 32 ``--order first --joint-steps 2000``; 33
 ``--order first --fast --video-steps 700 --joint-steps 2200``; 34 ``--order mixed --joint-steps
-2200``; 35 ``--order first --text-first image video``.
+2200``; 35 ``--order first --text-first image video``. Runs 36-40 are listed with their commands
+in docs/default_model.md ("Documents and the needle together"); run 39 is ``--order first
+--repeat-question --needle-align 300 200 --needle-replay --joint-steps 2000``, and runs 41-43
+(twenty-fourth session) are that with ``--docs-steps 5000`` and ``--seed 1`` / ``0`` / ``2``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Variant:
     needle_align: tuple[int, int] = (0, 0)
     needle_replay: bool = False  # the replay pages in the ignite and the video stage too
     joint_docs: list[str] = field(default_factory=lambda: [f"{DATA}/docs_replay.json"])
+    docs_steps: int = 3000  # the documents stage's steps (8 pages each)
+    seed: int | None = None  # None: the base recipe's
 
 
 def variant(base: dict, v: Variant, output_dir: str) -> dict:
@@ -58,6 +63,9 @@ def variant(base: dict, v: Variant, output_dir: str) -> dict:
     recipe["data"] = {**base["data"], "text_first": v.text_first}
     if v.repeat_question:
         recipe["data"]["repeat_question"] = True
+    if v.seed is not None:
+        recipe["seed"] = v.seed
+    documents = {**DOCUMENTS, "max_steps": v.docs_steps}
     stages = {s["name"]: dict(s) for s in base["stages"]}
     ignite, video, joint = stages["ignite"], stages["video"], stages["joint"]
     video["max_steps"] = v.video_steps
@@ -71,16 +79,16 @@ def variant(base: dict, v: Variant, output_dir: str) -> dict:
         if v.needle_replay:
             stage["data"] = {"train": [*stage["data"]["train"], f"{DATA}/docs_replay.json"]}
     if v.order == "first":
-        recipe["stages"] = [DOCUMENTS, ignite, video, joint]
+        recipe["stages"] = [documents, ignite, video, joint]
     elif v.order == "after":
-        recipe["stages"] = [ignite, video, DOCUMENTS, joint]
+        recipe["stages"] = [ignite, video, documents, joint]
     else:  # the ignite data mixed into the documents stage
         mixed = {
-            **DOCUMENTS,
+            **documents,
             "name": "ignite",
             "stage": {"name": "ignite_needle_colour_and_documents"},
         }
-        mixed["data"] = {"train": [*ignite["data"]["train"], *DOCUMENTS["data"]["train"]]}
+        mixed["data"] = {"train": [*ignite["data"]["train"], *documents["data"]["train"]]}
         recipe["stages"] = [mixed, video, joint]
     return recipe
 
@@ -112,6 +120,8 @@ def main() -> None:
         default=[f"{DATA}/docs_replay.json"],
         help="page files added to the joint stage's data",
     )
+    p.add_argument("--docs-steps", type=int, default=3000, help="the documents stage's steps")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the base's)")
     p.add_argument("--base", default="recipes/tiny_run19.yaml")
     p.add_argument("--out", required=True)
     p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")

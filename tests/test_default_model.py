@@ -90,8 +90,6 @@ def _sample(task: str, seed: int, index: int):
 
 
 def pipe_long_frames() -> int:
-    import json
-
     cfg = json.loads((default_model_path() / "processor_config.json").read_text())
     return cfg["video_options"]["long_max_frames"]
 
