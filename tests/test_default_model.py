@@ -1,12 +1,12 @@
 """The embedded default model (src/oryx_mllm/assets/oryx-tiny) loads by default, is small, and
 answers a fixed set of held-out synthetic examples (test seeds) correctly.
 
-Honest caveat: the shipped model (run 39) meets the needle, marks and grid-page targets only
-(docs/default_model.md: long videos 98.0% held out, multi-view counting 49% with marks vs 35%
-without, 4-line pages set one character per patch 96%; objects 48.5%, short videos 28%,
-multi-view 35.3%, the free-layout documents family 0%). The examples below are, for every task
-except the free-layout documents, the first held-out sample (test seed 1,000,000) it answered
-correctly in ``python -m oryx_mllm.eval.synthetic`` (``--marks`` for the marked scene, the
+Honest caveat: the shipped model (run 42) meets the needle, marks and grid-page targets only
+(docs/default_model.md: long videos 95.3% held out, multi-view counting 42.7% with marks vs 34.1%
+without on 1,000 scenes, 4-line pages set one character per patch 96%; objects 52.0%, short
+videos 30.5%, multi-view 37.3%, the free-layout documents family 0%). The examples below are, for
+every task except the free-layout documents, the first held-out sample (test seed 1,000,000) it
+answered correctly in ``python -m oryx_mllm.eval.synthetic`` (``--marks`` for the marked scene, the
 recipe's grid pages for the document); the expected answers are the generators' ground truth. So
 this is a regression test of the shipped weights + preprocessing + batched generation path (a
 changed processor, tokenizer or padding breaks it), not a measure of skill.
@@ -28,12 +28,12 @@ from oryx_mllm.pipeline import OryxPipeline, default_model_path
 # (task, held-out base seed, index): examples from test streams (seed >= 1_000_000)
 EXAMPLES: list[tuple[str, int, int]] = [
     ("documents/line_code", 1_000_000, 0),  # a grid page (GRID_PAGE_KWARGS)
-    ("objects/color", 1_000_000, 1),
+    ("objects/color", 1_000_000, 3),
     ("objects/count", 1_000_000, 0),
-    ("objects/position", 1_000_000, 0),
+    ("objects/position", 1_000_000, 3),
     ("objects/exists", 1_000_000, 0),
-    ("short_videos/direction", 1_000_000, 0),
-    ("short_videos/appear_order", 1_000_000, 0),
+    ("short_videos/direction", 1_000_000, 2),
+    ("short_videos/appear_order", 1_000_000, 4),
     ("short_videos/count_appear", 1_000_000, 3),
     ("short_videos/what_when", 1_000_000, 0),
     ("long_videos/digit", 1_000_000, 0),
@@ -44,7 +44,7 @@ EXAMPLES: list[tuple[str, int, int]] = [
     ("multiview/closer", 1_000_000, 0),
 ]
 # a scene counted with coarse-correspondence marks drawn in the model's own mark style
-MARKED_EXAMPLES: list[tuple[str, int, int]] = [("multiview/count", 1_000_000, 0)]
+MARKED_EXAMPLES: list[tuple[str, int, int]] = [("multiview/count", 1_000_000, 3)]
 
 
 @pytest.fixture(scope="module")
