@@ -71,7 +71,39 @@ def test_run_paper_writes_every_table(tiny_model_dir, tmp_path):
         "fixed_384",
         "partition_384",
     ]
+    assert all(0.0 <= r["grid pages"] <= 1.0 and r["visual tokens (grid)"] > 0 for r in rows)
     assert "summary.md" in {p.name for p in tmp_path.iterdir()}
+
+
+def test_resolution_grid_pages_sit_on_the_patch_grid_only_at_native_size(tiny_model_dir):
+    from oryx_mllm.eval.paper import resolution
+
+    pipe = OryxPipeline.from_pretrained(tiny_model_dir)
+    table = resolution.run(pipe, TINY)
+    tokens = {r["input policy"]: r["visual tokens (grid)"] for r in table.rows}
+    # a 256 x 64 page is 16 x 4 patches natively; 384² of area at its aspect ratio is far more
+    assert tokens["native"] < tokens["fixed_384"]
+    assert "; 4 grid pages, 256x64 or 256x96 px, one character per 16 px patch" in table.notes[0]
+
+
+def test_correspondence_pairs_each_scene_with_and_without_marks(tiny_model_dir):
+    from oryx_mllm.eval.paper import correspondence
+
+    pipe = OryxPipeline.from_pretrained(tiny_model_dir)
+    table = correspondence.run(pipe, dataclasses.replace(TINY, multiview_samples=4))
+    paired = table.data["paired"]
+    assert set(paired) == {"multiview/closer", "multiview/count", "multiview/left_right"}
+    for task, v in paired.items():
+        assert v["n"] == 4
+        assert v["marks_only"] + v["no_marks_only"] <= 4
+        assert 0.0 < v["p_value"] <= 1.0
+        short = task.split("/")[1]
+        by_marks = {r["marks (C.C.)"]: r[short] for r in table.rows}
+        # accuracy with marks - without = (right only with marks - right only without) / n
+        assert by_marks["yes"] - by_marks["no"] == pytest.approx(
+            (v["marks_only"] - v["no_marks_only"]) / v["n"]
+        )
+    assert "exact McNemar p" in table.notes[1]
 
 
 def test_cli_eval_paper_only(tiny_model_dir, tmp_path, monkeypatch):

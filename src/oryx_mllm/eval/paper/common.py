@@ -43,7 +43,7 @@ class PaperConfig:
     compression_long_frames: int | None = None  # None: the model's long-video max
     latency_samples: int = 3
     # coarse correspondences (Table 7b)
-    multiview_samples: int = 16  # per task (3 tasks)
+    multiview_samples: int = 300  # per task (3 tasks): a gain of a few points needs hundreds
     # efficiency (Table 6, Fig. 11)
     efficiency_images: int = 8
     efficiency_iters: int = 3
