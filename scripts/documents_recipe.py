@@ -1,5 +1,5 @@
 """Write the documents variants of run 19's recipe (recipes/tiny_run19.yaml) tried in the twenty-second
-and twenty-third sessions (runs 31-39 of docs/default_model.md; run 39 became recipes/tiny.yaml).
+to twenty-fourth sessions (runs 31-43 of docs/default_model.md; run 42 is recipes/tiny.yaml).
 
 Each is recipes/tiny_run19.yaml plus ``data.text_first``, a documents stage on 4-line grid pages (the
 twenty-first session's probe: 8 pages per step, lr 5e-4, the patch-label loss for 500 steps) and

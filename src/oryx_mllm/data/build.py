@@ -142,7 +142,7 @@ def page_patch_text(sample: SyntheticSample) -> list[str]:
 
 # The pages of recipes/tiny.yaml's documents stage (scripts/build_tiny_model.sh passes the same
 # as --task-kwargs for documents/line_code): 4 lines of digit codes, one character per 16 px patch,
-# 256 x 96 px, each record with its patch_text.
+# 256 px wide and 64 or 96 px high, each record with its patch_text.
 GRID_PAGE_KWARGS = {"pitch": PATCH_SIZE, "fit": 32, "max_lines": 4, "page_sides": [256]}
 
 
