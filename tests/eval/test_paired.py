@@ -9,7 +9,7 @@ from fractions import Fraction
 import pytest
 
 from oryx_mllm.errors import DataError
-from oryx_mllm.eval.paired import compare, main, mcnemar_exact_p
+from oryx_mllm.eval.paired import compare, compare_pairs, main, mcnemar_exact_p
 
 
 def _brute_force_p(a_only: int, b_only: int) -> float:
@@ -45,6 +45,13 @@ def test_compare_counts_only_shared_samples():
         compare(a, _report({"x": True}))
     with pytest.raises(DataError, match="without 'id' and 'correct'"):
         compare(a, {"samples": [{"id": "s:0"}]})
+
+
+def test_compare_pairs_counts_each_outcome_and_needs_a_pair():
+    r = compare_pairs([(True, True), (True, False), (False, False), (True, False)])
+    assert (r.n, r.both, r.a_only, r.b_only, r.neither) == (4, 1, 2, 0, 1)
+    with pytest.raises(ValueError, match="at least one pair"):
+        compare_pairs([])
 
 
 def test_cli_reads_reports_and_names_bad_files(tmp_path, capsys):

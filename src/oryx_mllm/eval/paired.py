@@ -77,6 +77,13 @@ def compare(
     pairs = [(ok, right_b[sid]) for sid, ok in right_a.items() if sid in right_b]
     if not pairs:
         raise DataError("the two reports share no sample ids (same --tasks and seed?)")
+    return compare_pairs(pairs)
+
+
+def compare_pairs(pairs: Sequence[tuple[bool, bool]]) -> PairedComparison:
+    """Paired comparison of ``(right under A, right under B)`` per sample (at least one)."""
+    if not pairs:
+        raise ValueError("compare_pairs needs at least one pair")
     both = sum(x and y for x, y in pairs)
     a_only = sum(x and not y for x, y in pairs)
     b_only = sum(y and not x for x, y in pairs)

@@ -12,7 +12,9 @@ model a gain of a few points needs hundreds of scenes to tell from noise.
 
 from __future__ import annotations
 
-from oryx_mllm.eval.paired import mcnemar_exact_p
+from dataclasses import asdict
+
+from oryx_mllm.eval.paired import compare_pairs
 from oryx_mllm.eval.paper.common import (
     PaperConfig,
     Table,
@@ -41,21 +43,12 @@ def run(pipe, cfg: PaperConfig) -> Table:
             row[t.split("/")[1]] = accuracy([sc for sc, s in zip(scored, samples) if s.task == t])
         row["visual tokens"] = mean([s.visual_tokens for s in scored])
         rows.append(row)
-    paired = {}
-    for t in tasks:
-        pairs = [
-            (m, p)
-            for m, p, s in zip(correct[True], correct[False], samples, strict=True)
-            if s.task == t
-        ]
-        with_only = sum(m and not p for m, p in pairs)
-        without_only = sum(p and not m for m, p in pairs)
-        paired[t] = {
-            "n": len(pairs),
-            "marks_only": with_only,
-            "no_marks_only": without_only,
-            "p_value": mcnemar_exact_p(with_only, without_only),
-        }
+    paired = {
+        t: compare_pairs(
+            [(m, p) for m, p, s in zip(correct[True], correct[False], samples) if s.task == t]
+        )
+        for t in tasks
+    }
     return Table(
         name="correspondence",
         title="Coarse correspondences (Table 7b): multi-view accuracy with and without marks",
@@ -66,10 +59,12 @@ def run(pipe, cfg: PaperConfig) -> Table:
             "paired, the same scenes with and without marks (right only with / only without; "
             "exact McNemar p): "
             + "; ".join(
-                f"{t.split('/')[1]} {v['marks_only']} / {v['no_marks_only']}, "
-                f"p = {v['p_value']:.2g} (n = {v['n']})"
-                for t, v in paired.items()
+                f"{t.split('/')[1]} {c.a_only} / {c.b_only}, p = {c.p_value:.2g} (n = {c.n})"
+                for t, c in paired.items()
             ),
         ],
-        data={"paired": paired},
+        data={
+            "paired": {t: asdict(c) for t, c in paired.items()},
+            "paired_a_b": ["with marks", "without marks"],
+        },
     )

@@ -86,9 +86,9 @@ def images_for(policy: str, image: Image.Image) -> list[Image.Image]:
 
 
 def run(pipe, cfg: PaperConfig) -> Table:
-    page_sets = {
-        "free-layout pages": held_out("documents", cfg.seed, cfg.resolution_samples),
-        "grid pages": held_out(
+    page_sets = {  # label -> pages; columns "<label> pages" and "visual tokens (<label>)"
+        "free-layout": held_out("documents", cfg.seed, cfg.resolution_samples),
+        "grid": held_out(
             "documents/line_code", cfg.seed, 4 * cfg.resolution_samples, **GRID_PAGE_KWARGS
         ),
     }
@@ -103,12 +103,12 @@ def run(pipe, cfg: PaperConfig) -> Table:
         row = {"input policy": policy}
         latencies = []
         with processor_options(pipe, image=None if policy == DEFAULT else raised):
-            for name, samples in page_sets.items():
+            for label, samples in page_sets.items():
                 scored = answer_samples(pipe, samples, message, cfg.batch_size, max_new_tokens=10)
-                row[name] = accuracy(scored)
-                row[f"visual tokens ({name.split()[0]})"] = mean([s.visual_tokens for s in scored])
+                row[f"{label} pages"] = accuracy(scored)
+                row[f"visual tokens ({label})"] = mean([s.visual_tokens for s in scored])
                 latencies += [s.latency_s for s in scored]
-                if name == "free-layout pages":
+                if label == "free-layout":
                     tasks = sorted({s.task for s in samples})
                     per_task[policy] = {
                         t: accuracy([sc for sc, s in zip(scored, samples) if s.task == t])
@@ -116,8 +116,8 @@ def run(pipe, cfg: PaperConfig) -> Table:
                     }
         row["s / sample"] = mean(latencies)
         rows.append(row)
-    free = [s.media.size for s in page_sets["free-layout pages"]]
-    grid = sorted({f"{w}x{h}" for w, h in (s.media.size for s in page_sets["grid pages"])})
+    free = [s.media.size for s in page_sets["free-layout"]]
+    grid = sorted({f"{w}x{h}" for w, h in (s.media.size for s in page_sets["grid"])})
     return Table(
         name="resolution",
         title="Resolution (Fig. 3, Table 5a): document accuracy by input policy",
@@ -133,7 +133,7 @@ def run(pipe, cfg: PaperConfig) -> Table:
         notes=[
             f"{len(free)} held-out free-layout pages (seed {cfg.seed}), "
             f"{min(min(z) for z in free)}-{max(max(z) for z in free)} px; "
-            f"{len(page_sets['grid pages'])} grid pages, {' or '.join(grid)} px, one character "
+            f"{len(page_sets['grid'])} grid pages, {' or '.join(grid)} px, one character "
             "per 16 px patch; exact-match accuracy",
             f"processor default: the model's own image cap ({default_cap} pixels); the other "
             f"rows raise the cap to {raised['max_pixels']} pixels so the policy decides the size",
