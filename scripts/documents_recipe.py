@@ -126,6 +126,9 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--output-dir", default=None, help="the run's folder (default: runs/<out stem>)")
     a = p.parse_args()
+    for flag in ("docs_steps", "video_steps", "joint_steps"):
+        if getattr(a, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be at least 1, got {getattr(a, flag)}")
     if not Path(a.base).is_file():
         p.error(f"--base {a.base}: no such recipe file")
     base = yaml.safe_load(Path(a.base).read_text())
