@@ -19,6 +19,7 @@ from oryx_mllm.train.trainer import (
     build_model,
     latest_checkpoint,
     save_checkpoint,
+    tied_parameter_names,
     train,
 )
 
@@ -86,9 +87,53 @@ def test_build_model_names_a_missing_model_folder(tmp_path):
 # Resuming a real run -----------------------------------------------------------------------------
 
 
+def test_tied_parameter_names_are_the_llm_head_and_its_embeddings(tmp_path):
+    model, _ = build_model(TrainConfig(model={"path": str(save_tiny_model(tmp_path / "m"))}))
+    assert tied_parameter_names(model) == {
+        "language_model.lm_head.weight",
+        "language_model.model.embed_tokens.weight",
+    }
+
+
+class AliasingAccelerator(FakeAccelerator):
+    """Logs what accelerate's save_state logs when it drops one of two aliased tensors."""
+
+    def save_state(self, folder: str) -> None:
+        logging.getLogger("accelerate.utils.other").warning(
+            "Removed shared tensor {'language_model.lm_head.weight'} while saving. This should "
+            "be OK, but check by verifying that you don't receive any warning while reloading"
+        )
+        super().save_state(folder)
+
+
+@pytest.mark.parametrize(
+    ("tied", "warned"),
+    [
+        ({"language_model.lm_head.weight", "language_model.model.embed_tokens.weight"}, False),
+        (set(), True),
+    ],
+)
+def test_the_shared_tensor_warning_is_dropped_for_tied_weights_only(tmp_path, caplog, tied, warned):
+    cfg = TrainConfig(output_dir=str(tmp_path))
+    state = {"step": 1, "epoch": 0, "consumed": 0}
+    with caplog.at_level(logging.WARNING):
+        save_checkpoint(AliasingAccelerator(), tmp_path, state, cfg, frozenset(tied))
+    assert ("Removed shared tensor" in caplog.text) is warned
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-    """A 4-step run with checkpoints step-2 and step-4, and the recipe that made it."""
+def finished_run(tmp_path_factory):
+    """A 4-step run with checkpoints step-2 and step-4: the recipe that made it and the warnings
+    accelerate logged."""
     root = tmp_path_factory.mktemp("resume")
     (root / "data").mkdir()
     recipe = recipe_dict(
@@ -98,8 +143,22 @@ def finished(tmp_path_factory):
         max_steps=4,
         save_steps=2,
     )
-    train(TrainConfig(**recipe))
-    return recipe
+    handler, accelerate_log = ListHandler(), logging.getLogger("accelerate")
+    accelerate_log.addHandler(handler)
+    try:
+        train(TrainConfig(**recipe))
+    finally:
+        accelerate_log.removeHandler(handler)
+    return recipe, [r.getMessage() for r in handler.records]
+
+
+@pytest.fixture(scope="module")
+def finished(finished_run):
+    return finished_run[0]
+
+
+def test_a_real_run_saves_its_tied_weights_without_a_shared_tensor_warning(finished_run):
+    assert not [m for m in finished_run[1] if "shared tensor" in m]
 
 
 def copy_run(finished: dict, tmp_path: Path) -> tuple[dict, Path]:

@@ -160,7 +160,51 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig) -> Path:
+def tied_parameter_names(model: torch.nn.Module) -> frozenset[str]:
+    """Names under which one parameter appears more than once (an LLM's ``lm_head.weight`` tied
+    to its input embeddings is the same ``Parameter`` object under two names)."""
+    by_param: dict[int, list[str]] = {}
+    for name, p in model.named_parameters(remove_duplicate=False):
+        by_param.setdefault(id(p), []).append(name)
+    return frozenset(n for names in by_param.values() if len(names) > 1 for n in names)
+
+
+class _TiedWeightsFilter(logging.Filter):
+    """Drops accelerate's "Removed shared tensor {...} while saving" warning (logged at every
+    checkpoint) when every name it lists is a tied weight: the tie is made again when the model
+    is built, before a checkpoint loads into it, so nothing is lost (a resumed run gives the
+    same losses: tests/train/test_trainer.py). Any other shared tensor still warns."""
+
+    PATTERN = re.compile(r"Removed shared tensor (\{.*?\}) while saving")
+
+    def __init__(self, tied: frozenset[str]):
+        super().__init__()
+        self.tied = tied
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = self.PATTERN.search(record.getMessage())
+        if match is None:
+            return True
+        names = set(re.findall(r"'([^']*)'", match.group(1)))
+        return not names or not all(n.removeprefix("module.") in self.tied for n in names)
+
+
+@contextlib.contextmanager
+def _tied_weights_quiet(tied: frozenset[str]):
+    target = logging.getLogger("accelerate.utils.other")  # where accelerate logs it
+    quiet = _TiedWeightsFilter(tied)
+    target.addFilter(quiet)
+    try:
+        yield
+    finally:
+        target.removeFilter(quiet)
+
+
+def save_checkpoint(
+    accelerator, output_dir: Path, state: dict, cfg: TrainConfig, tied: frozenset[str] = frozenset()
+) -> Path:
+    """Save the run's state atomically (a hidden folder renamed once complete). ``tied``: the
+    model's tied parameter names, whose removal from the saved weights is expected."""
     root = checkpoint_dir(output_dir)
     final = root / f"step-{state['step']}"
     tmp = root / f".tmp-step-{state['step']}"
@@ -168,7 +212,8 @@ def save_checkpoint(accelerator, output_dir: Path, state: dict, cfg: TrainConfig
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    with _tied_weights_quiet(tied):
+        accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         import yaml
@@ -564,6 +609,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
     model.train()
     tokens_seen, t0 = 0, time.perf_counter()
     connection = connect_trainable(model_unwrapped(model))
+    tied = tied_parameter_names(model_unwrapped(model))
     try:
         while step < total_steps:
             sampler.set_epoch(epoch, consumed)
@@ -670,7 +716,7 @@ def _train_one(cfg: TrainConfig, model=None, tokenizer=None) -> TrainResult:
                     state = {"step": step, "epoch": epoch, "consumed": consumed, "seed": cfg.seed}
                     if consumed >= sampler.samples_per_epoch:
                         state.update(epoch=epoch + 1, consumed=0)
-                    save_checkpoint(accelerator, output_dir, state, cfg)
+                    save_checkpoint(accelerator, output_dir, state, cfg, tied)
                 if step >= total_steps:
                     break
             else:
