@@ -137,6 +137,19 @@ def test_demo_runs_on_a_model_folder(model_dir, monkeypatch):
     assert "marks on 5 objects" in result.output  # the scene's masks were drawn as marks
 
 
+def test_demo_table_fits_an_80_column_terminal(model_dir, monkeypatch):
+    from rich.console import Console
+
+    import oryx_mllm.cli as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=80))
+    result = runner.invoke(app, ["demo", "--model", str(model_dir)])
+    assert result.exit_code == 0, result.output
+    header = "example compression tokens answer expected latency"
+    assert any(" ".join(line.split()) == header for line in result.output.splitlines())
+    assert any(line.split()[:2] == ["multi-view", "scene"] for line in result.output.splitlines())
+
+
 def test_serve_with_unknown_dtype_fails_before_serving(model_dir):
     result = runner.invoke(app, ["serve", "--model", str(model_dir), "--dtype", "float8"])
     assert result.exit_code == 2

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -138,21 +139,28 @@ def demo(
         return
     try:
         pipe = _load_pipeline(model, None)
-        table = Table(title=f"Oryx demo ({model or 'embedded default model'})")
-        for col in ("example", "input", "compression", "visual tokens"):
-            table.add_column(col, overflow="fold")
-        for col in ("answer", "expected", "latency"):
-            table.add_column(col, overflow="fold", style="bold" if col == "answer" else None)
-        examples = example_manifest()
+        # the inputs and questions are listed under the table, so that it fits 80 columns
+        table = Table(
+            title=f"Oryx demo ({model or 'embedded default model'})",
+            caption="tokens: the visual tokens the LLM reads after compression",
+            box=box.SIMPLE,
+            pad_edge=False,
+        )
+        for col in ("example", "compression", "tokens"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("answer", overflow="fold", style="bold")  # folds when long
+        table.add_column("expected", overflow="fold")
+        table.add_column("latency", no_wrap=True)
+        examples, notes = example_manifest(), []
         for ex in examples:
             media = {k: ex[k] for k in ("image", "video", "views") if k in ex}
             if "masks" in ex:
                 media["marks"] = _instance_masks(ex["masks"], ex["views"])
             answer = pipe.ask(ex["question"], max_new_tokens=16, **media)
             info = answer.inputs[0]
+            notes.append(f"{ex['name']} ({_describe_input(info)}): {ex['question']}")
             table.add_row(
                 ex["name"],
-                _describe_input(info),
                 _ratio(info.compression),
                 str(answer.visual_tokens),
                 answer.text,
@@ -160,8 +168,8 @@ def demo(
                 f"{answer.latency_s:.2f}s",
             )
         console.print(table)
-        for ex in examples:
-            console.print(f"[dim]{ex['name']}: {ex['question']}[/]")
+        for note in notes:
+            console.print(f"[dim]{note}[/]")
     except OryxError as exc:
         _fail(exc)
 
