@@ -84,8 +84,11 @@ def family_of(task: str) -> str:
 
 
 def png_bytes(image: Image.Image) -> bytes:
+    """Lossless, at zlib level 1: on the curriculum's long-video frames 4x faster to encode than
+    level 6 (0.48 against 2.0 ms a frame; level 6 was about 85% of the data build), as fast to
+    decode, for files 17% larger (the tiny model's data: 4.9 GB against 4.2 GB)."""
     buf = io.BytesIO()
-    image.convert("RGB").save(buf, format="PNG", optimize=False, compress_level=6)
+    image.convert("RGB").save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()
 
 
