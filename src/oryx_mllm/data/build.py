@@ -11,7 +11,8 @@ Layout of ``out_dir`` (a few thousand samples take tens of MB)::
     <name>_images.bin      PNG images (documents, objects), as patch references
     <name>_frames.bin      PNG frames of short and long videos (one reference per video)
     <name>_views.bin       PNG views of multi-view scenes (one reference per scene)
-    tokenizer/             the curriculum tokenizer (:func:`oryx_mllm.data.tokenizer.build_tokenizer`)
+    tokenizer/             the curriculum tokenizer
+                           (:func:`oryx_mllm.data.tokenizer.build_tokenizer`)
 
 Policy:
 
@@ -20,7 +21,8 @@ Policy:
   always among the stored frames (the needle task is about finding one frame among many, not
   about the sampler missing it). Records use the ``video_long`` key (4x4 compression) and carry
   ``frame_text``: per stored frame, the needle's colour (a shape card) or digit on the frames
-  that show it, ``""`` elsewhere (the patch-label loss's targets, :mod:`oryx_mllm.train.patch_labels`).
+  that show it, ``""`` elsewhere (the patch-label loss's targets,
+  :mod:`oryx_mllm.train.patch_labels`).
 - **Multi-view scenes**: a deterministic fraction ``marks_fraction`` of the scenes get
   coarse-correspondence marks drawn (:func:`~oryx_mllm.processing.multiview.
   draw_correspondence_marks` on ``meta["mark_points"]``); ``"marks": true`` is recorded. Training on

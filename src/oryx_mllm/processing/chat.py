@@ -75,8 +75,8 @@ def add_missing_markers(
 ) -> list[dict]:
     """If no message has a marker, put one per visual input (newline-separated) before the first
     user message's text, as the released models were trained (``after_text``: after it, on a new
-    line, the order of a model trained with ``data.text_first``; ``repeat``, with ``after_text``: and the text again
-    after them, ``data.repeat_question``)."""
+    line, the order of a model trained with ``data.text_first``; ``repeat``, with
+    ``after_text``: and the text again after them, ``data.repeat_question``)."""
     if not items or any(count_markers(m.get("content", "")) for m in messages):
         return messages
     messages = [dict(m) for m in messages]
