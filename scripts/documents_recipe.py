@@ -4,8 +4,8 @@ recipes/tiny.yaml).
 
 Each is recipes/tiny_run19.yaml plus ``data.text_first``, a documents stage on 4-line grid pages
 (the twenty-first session's probe: 8 pages per step, lr 5e-4, the patch-label loss for 500
-steps) and the replay pages in the joint stage. The data (docs.json, docs_replay.json) is built as that
-section shows.
+steps) and the replay pages in the joint stage. The data (docs.json, docs_replay.json) is built
+as that section shows.
 
     .venv/bin/python scripts/documents_recipe.py --order first --out runs/s22/run32.yaml
     OMP_NUM_THREADS=1 .venv/bin/torchrun --standalone --nproc_per_node 2 \\
